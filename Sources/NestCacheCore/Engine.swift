@@ -1,0 +1,153 @@
+/// One VM under one policy: the rules of DESIGN §2, written once for every policy.
+public struct VMEngine<Policy: ContextPolicy>: Sendable {
+    public internal(set) var state: VMState
+    public internal(set) var policy: Policy
+
+    public init(info: VMInfo, defaultPagesPerContext: Int, policy: Policy) {
+        self.state = VMState(info: info, defaultPagesPerContext: defaultPagesPerContext)
+        self.policy = policy
+    }
+
+    /// Applies one event of this VM. The caller has checked `vcpu < VCPULimit.count`.
+    /// - Complexity: O(1) expected for the table policies (O(K) for per-vCPU lists); allocates
+    ///   only when a new vCPU index, a new GPA or a new context first appears.
+    @inline(__always)
+    public mutating func apply(vcpu v: VCPU, op: TraceOp, gpa: GPA) {
+        state.see(v)
+        state.vcpus[v].counters.events &+= 1
+
+        if !Policy.keepsMappings, state.vcpus[v].isEntryMapped {
+            // map-per-entry: the exit to L1 came before this event, and unmapped the entry's pages.
+            state.vcpus[v].isEntryMapped = false
+            state.vcpus[v].counters.unmapPages &+= state.pagesPerContext
+            state.mappedUnits &-= 1
+        }
+
+        switch op {
+        case .load, .enter:
+            if op == .load {
+                state.vcpus[v].counters.loads &+= 1
+            } else {
+                state.vcpus[v].counters.entries &+= 1
+            }
+            if state.vcpus[v].current != gpa { switchTo(gpa, on: v) }
+            if op == .enter { entry(gpa, on: v) }
+        case .clear:
+            state.vcpus[v].counters.clears &+= 1
+            // handle_vmclear: only this vCPU's current is dropped; others are not touched.
+            if state.vcpus[v].current == gpa { state.vcpus[v].current = .none }
+            policy.clear(gpa, on: v, in: &state)
+        }
+
+        let mapped = state.mappedPages
+        if mapped > state.peakMappedPages { state.peakMappedPages = mapped }
+    }
+
+    @inline(__always)
+    mutating func switchTo(_ gpa: GPA, on v: VCPU) {
+        state.vcpus[v].counters.switches &+= 1
+        let previous = state.lastSwitcher.updateValue(Int32(truncatingIfNeeded: v), for: gpa)
+        let isMigration = previous != nil && previous != Int32(truncatingIfNeeded: v)
+        if isMigration { state.vcpus[v].counters.migrations &+= 1 }
+
+        switch policy.switchTo(gpa, on: v, in: &state) {
+        case .hit(let stole):
+            state.vcpus[v].counters.hits &+= 1
+            if stole { state.vcpus[v].counters.steals &+= 1 }
+            if isMigration { state.vcpus[v].counters.migrationHits &+= 1 }
+        case .alloc:
+            state.vcpus[v].counters.misses &+= 1
+            state.vcpus[v].counters.allocs &+= 1
+        case .recycle:
+            state.vcpus[v].counters.misses &+= 1
+            state.vcpus[v].counters.recycles &+= 1
+        case .uncached:
+            state.vcpus[v].counters.misses &+= 1
+            state.vcpus[v].counters.uncached &+= 1
+        }
+        state.vcpus[v].current = gpa
+    }
+
+    /// Mapping at entry (DESIGN §2): remap the active context unless it already maps `gpa`.
+    @inline(__always)
+    mutating func entry(_ gpa: GPA, on v: VCPU) {
+        let p = state.pagesPerContext
+        guard Policy.keepsMappings else {
+            state.vcpus[v].isEntryMapped = true
+            state.vcpus[v].counters.mapPages &+= p
+            state.mappedUnits &+= 1
+            return
+        }
+        var c = state.vcpus[v].active
+        if c < 0 {
+            // No context from the policy (an uncached first switch): the vCPU's own fallback,
+            // outside any table, as KVM's per-vCPU gpcs.
+            c = state.newContext()
+            state.vcpus[v].active = c
+        }
+        let old = state.mappedFor[Int(c)]
+        if old == gpa { return }
+        if old != .none {
+            state.vcpus[v].counters.unmapPages &+= p
+        } else {
+            state.mappedUnits &+= 1
+        }
+        state.vcpus[v].counters.mapPages &+= p
+        state.mappedFor[Int(c)] = gpa
+    }
+
+    // MARK: - Reading
+
+    /// Counters summed over the VM's vCPUs, its gauges, memory. O(vCPUs).
+    public var snapshot: StatsSnapshot {
+        var s = StatsSnapshot()
+        for c in state.vcpus { s.counters += c.counters }
+        s.gauges.contexts = UInt64(state.mappedFor.count)
+        s.gauges.free = UInt64(policy.freeCount)
+        s.gauges.mappedPages = state.mappedPages
+        s.gauges.peakMappedPages = state.peakMappedPages
+        s.memoryBytes = state.info.memoryMiB.map { UInt64($0) << 20 }
+        s.countsLookups = Policy.keepsMappings
+        return s
+    }
+
+    /// Per-vCPU counters, indexed by vCPU (indices never seen have all zeros).
+    public var vcpuCounters: [Counters] { state.vcpus.map(\.counters) }
+
+    /// Zeroes the counters and restarts the peak at the current mapping; state is kept.
+    /// `map_pages - unmap_pages == mapped_pages` then holds again by counting what is mapped
+    /// now as mapped since the reset.
+    public mutating func resetCounters() {
+        for v in state.vcpus.indices { state.vcpus[v].counters = Counters() }
+        // Attribute the pages that stay mapped to vCPU 0's fresh map_pages, so the identity holds.
+        if !state.vcpus.isEmpty { state.vcpus[0].counters.mapPages = state.mappedPages }
+        state.peakMappedPages = state.mappedPages
+    }
+
+    // MARK: - Invariants
+
+    /// Checks the engine's own rules, the policy's, and the identities of DESIGN §4. O(contexts + vCPUs).
+    public func checkInvariants() {
+        var mapped = 0
+        for g in state.mappedFor where g != .none { mapped += 1 }
+        if Policy.keepsMappings {
+            precondition(mapped == state.mappedUnits, "\(state.info.id): \(mapped) mapped contexts, counted \(state.mappedUnits)")
+        } else {
+            precondition(state.mappedFor.isEmpty, "\(state.info.id): map-per-entry holds contexts")
+            let n = state.vcpus.filter(\.isEntryMapped).count
+            precondition(n == state.mappedUnits, "\(state.info.id): \(n) vCPUs mapped, counted \(state.mappedUnits)")
+        }
+        var seen = 0
+        for (v, c) in state.vcpus.enumerated() {
+            if c.isSeen { seen += 1 } else { precondition(c.counters == Counters(), "\(state.info.id): unseen vCPU \(v) has counts") }
+            if let broken = c.counters.brokenIdentity { preconditionFailure("\(state.info.id) vCPU \(v): \(broken): \(c.counters)") }
+            precondition(c.active < Int32(state.mappedFor.count), "\(state.info.id) vCPU \(v): active \(c.active) out of range")
+        }
+        precondition(seen == state.seenVCPUs, "\(state.info.id): seen \(seen) vCPUs, counted \(state.seenVCPUs)")
+        if let m = state.info.l1VCPUs { precondition(state.vcpus.count <= m, "\(state.info.id): vCPU index past declared \(m)") }
+        let s = snapshot
+        if let broken = s.brokenIdentity { preconditionFailure("\(state.info.id): \(broken): \(s)") }
+        state.lastSwitcher.checkInvariants()
+        policy.checkInvariants(state)
+    }
+}

@@ -1,0 +1,80 @@
+/// One policy over a whole stream of many VMs: what the CLI and the daemon drive.
+///
+/// An existential over batches, so the per-event loop inside is specialized for the policy.
+public protocol PolicyEngine: Sendable {
+    var spec: PolicySpec { get }
+    /// VMs known so far, in registry order.
+    var vmCount: Int { get }
+
+    /// Applies a batch of events in order. `registry` must know every VM the events name.
+    mutating func apply(_ events: UnsafeBufferPointer<Event>, registry: VMRegistry)
+    /// Applies one event (tests, strict replay of single events).
+    mutating func apply(_ event: Event, registry: VMRegistry)
+    /// Creates the state of VMs that the registry knows and the engine does not yet.
+    mutating func sync(with registry: VMRegistry)
+
+    /// One VM's counters and gauges. O(vCPUs).
+    func snapshot(vm: Int32) -> StatsSnapshot
+    /// One VM's per-vCPU counters.
+    func vcpuCounters(vm: Int32) -> [Counters]
+    /// Zeroes one VM's counters (state and mappings are kept).
+    mutating func resetCounters(vm: Int32)
+    /// Checks the invariants of every VM (tests).
+    func checkInvariants()
+}
+
+extension PolicyEngine {
+    public mutating func apply(_ events: [Event], registry: VMRegistry) {
+        events.withUnsafeBufferPointer { apply($0, registry: registry) }
+    }
+
+    /// The sum over VMs (gauges summed as DESIGN §4 says).
+    public var totals: StatsSnapshot {
+        var t = StatsSnapshot()
+        t.memoryBytes = 0
+        for i in 0..<vmCount { t += snapshot(vm: Int32(i)) }
+        if vmCount == 0 { t.memoryBytes = nil }
+        t.countsLookups = spec != .mapPerEntry
+        return t
+    }
+}
+
+/// `PolicyEngine` for one concrete policy: one `VMEngine` per VM, indexed like the registry.
+public struct Engine<Policy: ContextPolicy>: PolicyEngine {
+    public let spec: PolicySpec
+    let prototype: Policy
+    let defaultPagesPerContext: Int
+    public internal(set) var vms: [VMEngine<Policy>] = []
+
+    public init(spec: PolicySpec, prototype: Policy, defaultPagesPerContext: Int) {
+        self.spec = spec
+        self.prototype = prototype
+        self.defaultPagesPerContext = defaultPagesPerContext
+    }
+
+    public var vmCount: Int { vms.count }
+
+    public mutating func sync(with registry: VMRegistry) {
+        while vms.count < registry.count {
+            let info = registry.infos[vms.count]
+            vms.append(VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: prototype))
+        }
+    }
+
+    public mutating func apply(_ events: UnsafeBufferPointer<Event>, registry: VMRegistry) {
+        if vms.count < registry.count { sync(with: registry) }
+        for e in events {
+            vms[Int(e.vm)].apply(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
+        }
+    }
+
+    public mutating func apply(_ event: Event, registry: VMRegistry) {
+        if vms.count < registry.count { sync(with: registry) }
+        vms[Int(event.vm)].apply(vcpu: Int(event.vcpu), op: event.op, gpa: event.gpa)
+    }
+
+    public func snapshot(vm: Int32) -> StatsSnapshot { vms[Int(vm)].snapshot }
+    public func vcpuCounters(vm: Int32) -> [Counters] { vms[Int(vm)].vcpuCounters }
+    public mutating func resetCounters(vm: Int32) { vms[Int(vm)].resetCounters() }
+    public func checkInvariants() { for vm in vms { vm.checkInvariants() } }
+}
