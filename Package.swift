@@ -28,6 +28,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+        .executableTarget(
+            name: "nestcache-bench",
+            dependencies: ["NestCacheCore", "NestCacheWorkload", "NestCacheReference"],
+            swiftSettings: strict),
         .testTarget(
             name: "NestCacheCoreTests",
             dependencies: ["NestCacheCore", "NestCacheReference"],

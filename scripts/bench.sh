@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The numbers of BENCHMARKS.md: `make bench`. Release build; nothing here is asserted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+swift build -c release --product nestcache-bench >/dev/null
+swift build -c release --product nestcache >/dev/null
+bin=.build/release
+echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(date -u +%F)"
+"$bin/nestcache-bench" engine
+echo
+"$bin/nestcache-bench" reader
+echo
+if command -v valgrind >/dev/null; then
+  echo "heap allocations (valgrind memcheck, whole process) for one per-vm-table:8 pass:"
+  for n in 1000000 2000000; do
+    valgrind --tool=memcheck --leak-check=no "$bin/nestcache-bench" alloc-probe --events "$n" 2>&1 \
+      | sed -n "s/.*total heap usage: \([0-9,]*\) allocs.*/  $n events: \1 allocs/p"
+  done
+else
+  echo "valgrind not installed: skipping the allocation count"
+fi
