@@ -1,0 +1,82 @@
+import NestCacheCore
+
+/// Drives engines with a source, batch by batch: every engine sees the same events in order.
+public enum Replay {
+    public static let batchSize = 4096
+
+    /// Reads `source` to its end, applying every batch to every engine.
+    public static func drive(_ source: some EventSource, into engines: inout [any PolicyEngine]) throws(TraceError) {
+        var source = source
+        var batch: [Event] = []
+        batch.reserveCapacity(batchSize)
+        while try source.next(into: &batch, limit: batchSize) {
+            let registry = source.registry
+            batch.withUnsafeBufferPointer { events in
+                for i in engines.indices { engines[i].apply(events, registry: registry) }
+            }
+        }
+        let registry = source.registry
+        for i in engines.indices { engines[i].sync(with: registry) }
+    }
+}
+
+/// Several trace files read in order as one stream: VM ids name the same VM across files.
+public final class TraceFileSequence: EventSource {
+    public enum Format: String, Sendable, CaseIterable { case auto, native, ftrace }
+
+    let paths: [String]
+    let invalidLines: InvalidLinePolicy
+    let open: (String, VMRegistry) throws(TraceError) -> any EventSource
+    var index = 0
+    var current: (any EventSource)?
+    public private(set) var registry = VMRegistry()
+    var figureTotals: [(name: String, value: UInt64)] = []
+    public private(set) var warnings: [String] = []
+
+    /// `open` makes the reader of one file, given the registry so far.
+    public init(paths: [String], invalidLines: InvalidLinePolicy,
+                open: @escaping (String, VMRegistry) throws(TraceError) -> any EventSource) {
+        self.paths = paths
+        self.invalidLines = invalidLines
+        self.open = open
+    }
+
+    public var figures: [(name: String, value: UInt64)] {
+        var totals = figureTotals
+        if let current { Self.add(current.figures, to: &totals) }
+        return totals
+    }
+
+    public func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
+        while true {
+            if current == nil {
+                guard index < paths.count else {
+                    batch.removeAll(keepingCapacity: true)
+                    return false
+                }
+                current = try open(paths[index], registry)
+                index += 1
+            }
+            guard var source = current else { continue }
+            let more = try source.next(into: &batch, limit: limit)
+            registry = source.registry
+            if more {
+                current = source
+                return true
+            }
+            Self.add(source.figures, to: &figureTotals)
+            warnings.append(contentsOf: source.warnings.prefix(warningLimit - min(warningLimit, warnings.count)))
+            current = nil
+        }
+    }
+
+    static func add(_ figures: [(name: String, value: UInt64)], to totals: inout [(name: String, value: UInt64)]) {
+        for f in figures {
+            if let i = totals.firstIndex(where: { $0.name == f.name }) {
+                totals[i].value += f.value
+            } else {
+                totals.append(f)
+            }
+        }
+    }
+}
