@@ -13,13 +13,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
     targets: [
         // DESIGN §2-4: policies, engine, counters. No I/O, no Dispatch.
         .target(name: "NestCacheCore", swiftSettings: strict),
         // DESIGN §5-6: trace readers/writers, simulator, reports.
         .target(name: "NestCacheWorkload", dependencies: ["NestCacheCore"], swiftSettings: strict),
+        // DESIGN §2-3 the plain way: the tests' differential oracle and the benchmarks' baseline.
+        .target(name: "NestCacheReference", dependencies: ["NestCacheCore"], swiftSettings: strict),
         .executableTarget(
             name: "nestcache",
             dependencies: [
@@ -29,7 +30,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "NestCacheCoreTests",
-            dependencies: ["NestCacheCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            dependencies: ["NestCacheCore", "NestCacheReference"],
             swiftSettings: strict),
         .testTarget(
             name: "NestCacheWorkloadTests",

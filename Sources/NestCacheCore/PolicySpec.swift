@@ -20,6 +20,7 @@ public enum PolicySpec: Hashable, Sendable, CustomStringConvertible {
 
     public struct ParseError: Error, CustomStringConvertible, Equatable {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Parses `per-vm-table[:R]` (R >= 1, default 8), `per-vcpu-lru[:K]` (K >= 0, default 3),

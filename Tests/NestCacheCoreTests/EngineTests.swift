@@ -1,0 +1,169 @@
+import NestCacheCore
+import NestCacheReference
+import Testing
+
+/// SplitMix64: the tests' own seeded generator, so a failing seed replays anywhere.
+struct TestRNG: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A random multi-VM stream: few GPAs per VM so hits, steals, recycles and uncached all happen.
+func randomStream(seed: UInt64, events: Int) -> (VMRegistry, [Event]) {
+    var rng = TestRNG(seed: seed)
+    var registry = VMRegistry()
+    let vmCount = Int.random(in: 1...3, using: &rng)
+    var shapes: [(vcpus: Int, gpas: Int)] = []
+    for i in 0..<vmCount {
+        let idx = registry.intern("vm\(i)")
+        let vcpus = Int.random(in: 1...6, using: &rng)
+        let declared = Bool.random(using: &rng)
+        registry.update(idx, VMInfo(id: "vm\(i)", l1VCPUs: declared ? vcpus : nil, memoryMiB: 64,
+                                    pagesPerContext: Bool.random(using: &rng) ? 5 : nil))
+        shapes.append((vcpus, Int.random(in: 1...40, using: &rng)))
+    }
+    var out: [Event] = []
+    for t in 0..<events {
+        let vm = Int.random(in: 0..<vmCount, using: &rng)
+        let v = UInt16(Int.random(in: 0..<shapes[vm].vcpus, using: &rng))
+        let g = GPA(UInt64(0x10_0000 + Int.random(in: 0..<shapes[vm].gpas, using: &rng) * 0x1000))
+        let roll = Int.random(in: 0..<10, using: &rng)
+        let op: TraceOp = roll < 3 ? .load : roll < 8 ? .enter : .clear
+        out.append(Event(timeNs: UInt64(t), vm: Int32(vm), vcpu: v, op: op, gpa: g))
+    }
+    return (registry, out)
+}
+
+let everyPolicy: [PolicySpec] = [
+    .mapPerEntry, .single, .perVCPULRU(k: 0), .perVCPULRU(k: 1), .perVCPULRU(k: 3), .perVCPULRU(k: 7),
+    .perVMTable(contextsPerVCPU: 1), .perVMTable(contextsPerVCPU: 2), .perVMTable(contextsPerVCPU: 8),
+]
+
+@Suite struct EngineTests {
+    /// Random traces under every policy: invariants and DESIGN §4 identities after every event,
+    /// and every counter and gauge of every VM and vCPU equal to the reference model's.
+    @Test(arguments: everyPolicy)
+    func randomTracesAgreeWithTheReferenceModel(_ spec: PolicySpec) {
+        for seed in UInt64(1)...60 {
+            let (registry, events) = randomStream(seed: seed, events: 400)
+            var engine = spec.makeEngine()
+            let reference = ReferenceModel(spec: spec)
+            for e in events {
+                engine.apply(e, registry: registry)
+                reference.apply(e, registry: registry)
+                engine.checkInvariants()
+            }
+            for vm in 0..<Int32(registry.count) {
+                let s = engine.snapshot(vm: vm)
+                let r = reference.snapshot(vm: vm)
+                #expect(s.counters == r.counters, "seed \(seed) \(spec) vm\(vm)")
+                #expect(s.gauges == r.gauges, "seed \(seed) \(spec) vm\(vm)")
+                #expect(s.brokenIdentity == nil, "seed \(seed) \(spec) vm\(vm): \(s.brokenIdentity ?? "")")
+                for (v, c) in engine.vcpuCounters(vm: vm).enumerated() {
+                    #expect(c == reference.vcpuCounters(vm: vm, vcpu: v), "seed \(seed) \(spec) vm\(vm) vCPU \(v)")
+                }
+            }
+            #expect(engine.totals.brokenIdentity == nil, "seed \(seed) \(spec)")
+        }
+    }
+
+    /// Batch application equals event-at-a-time application.
+    @Test func batchesEqualSingleEvents() {
+        let (registry, events) = randomStream(seed: 99, events: 5000)
+        for spec in everyPolicy {
+            var a = spec.makeEngine()
+            var b = spec.makeEngine()
+            a.apply(events, registry: registry)
+            for e in events { b.apply(e, registry: registry) }
+            for vm in 0..<Int32(registry.count) { #expect(a.snapshot(vm: vm) == b.snapshot(vm: vm), "\(spec)") }
+        }
+    }
+
+    /// Migrations are counted identically under every policy (DESIGN §2), as are switches.
+    @Test func migrationsAndSwitchesDoNotDependOnThePolicy() {
+        for seed in UInt64(100)...120 {
+            let (registry, events) = randomStream(seed: seed, events: 500)
+            let totals = everyPolicy.map { spec in
+                var e = spec.makeEngine()
+                e.apply(events, registry: registry)
+                return e.totals.counters
+            }
+            #expect(Set(totals.map(\.migrations)).count == 1, "seed \(seed)")
+            #expect(Set(totals.map(\.switches)).count == 1, "seed \(seed)")
+        }
+    }
+
+    @Test func resetCountersKeepsStateAndIdentities() {
+        let (registry, events) = randomStream(seed: 7, events: 2000)
+        for spec in everyPolicy {
+            var e = spec.makeEngine()
+            e.apply(Array(events[..<1000]), registry: registry)
+            let before = e.snapshot(vm: 0)
+            e.resetCounters(vm: 0)
+            let after = e.snapshot(vm: 0)
+            #expect(after.counters.events == 0 && after.counters.switches == 0, "\(spec)")
+            #expect(after.gauges.contexts == before.gauges.contexts && after.gauges.mappedPages == before.gauges.mappedPages)
+            #expect(after.brokenIdentity == nil, "\(spec): \(after.brokenIdentity ?? "")")
+            e.apply(Array(events[1000...]), registry: registry)
+            e.checkInvariants()
+            #expect(e.snapshot(vm: 0).brokenIdentity == nil, "\(spec)")
+        }
+    }
+}
+
+@Suite struct GPAMapTests {
+    /// Random inserts, updates and removes against Dictionary, invariants after each step.
+    @Test func behavesLikeADictionary() {
+        var rng = TestRNG(seed: 42)
+        var map = GPAMap()
+        var dict: [GPA: Int32] = [:]
+        for step in 0..<20_000 {
+            let g = GPA(UInt64(Int.random(in: 0..<300, using: &rng)) << 12)
+            if Int.random(in: 0..<3, using: &rng) == 0 {
+                #expect(map.removeValue(for: g) == dict.removeValue(forKey: g), "step \(step)")
+            } else {
+                let v = Int32(step)
+                #expect(map.updateValue(v, for: g) == dict.updateValue(v, forKey: g), "step \(step)")
+            }
+            if step % 97 == 0 { map.checkInvariants() }
+            #expect(map.count == dict.count)
+        }
+        for (g, v) in dict { #expect(map.value(for: g) == v) }
+        map.checkInvariants()
+    }
+}
+
+@Suite struct PolicySpecTests {
+    @Test func parsesAndPrintsEveryPolicy() throws {
+        #expect(try PolicySpec(parsing: "per-vm-table") == .perVMTable(contextsPerVCPU: 8))
+        #expect(try PolicySpec(parsing: "per-vm-table:16") == .perVMTable(contextsPerVCPU: 16))
+        #expect(try PolicySpec(parsing: "per-vcpu-lru") == .perVCPULRU(k: 3))
+        #expect(try PolicySpec(parsing: "per-vcpu-lru:0") == .perVCPULRU(k: 0))
+        #expect(try PolicySpec(parsing: "single") == .single)
+        #expect(try PolicySpec(parsing: "map-per-entry") == .mapPerEntry)
+        for spec in everyPolicy { #expect(try PolicySpec(parsing: spec.description) == spec) }
+        #expect(try PolicySpec.parseList("single, per-vm-table:2") == [.single, .perVMTable(contextsPerVCPU: 2)])
+    }
+
+    @Test func rejectsBadSpecsWithAClearMessage() {
+        let cases: [(String, String)] = [
+            ("lru", "unknown policy 'lru' (expected per-vm-table:R, per-vcpu-lru:K, single or map-per-entry)"),
+            ("per-vm-table:0", "policy 'per-vm-table:0': R (contexts per L1 vCPU) must be an integer from 1 to 4096, got '0'"),
+            ("per-vm-table:x", "policy 'per-vm-table:x': R (contexts per L1 vCPU) must be an integer from 1 to 4096, got 'x'"),
+            ("per-vcpu-lru:-1", "policy 'per-vcpu-lru:-1': K (previous contexts per vCPU) must be an integer from 0 to 1023, got '-1'"),
+            ("per-vcpu-lru:", "policy 'per-vcpu-lru:': K (previous contexts per vCPU) must be an integer from 0 to 1023, got ''"),
+            ("single:2", "policy 'single:2': 'single' takes no parameter"),
+        ]
+        for (text, message) in cases {
+            #expect(throws: PolicySpec.ParseError(description: message)) { try PolicySpec(parsing: text) }
+        }
+        #expect(throws: PolicySpec.ParseError.self) { try PolicySpec.parseList("single,,per-vm-table") }
+    }
+}

@@ -1,0 +1,68 @@
+import NestCacheCore
+import NestCacheReference
+import Testing
+
+/// A hand-written trace for one VM, "vcpu op 0xgpa" per line, run under one policy with
+/// `checkInvariants()` after every event.
+struct HandTrace {
+    var vm = VMInfo(id: "vm0")
+    var lines: [String]
+
+    init(l1VCPUs: Int? = nil, pages: Int? = nil, _ lines: [String]) {
+        vm.l1VCPUs = l1VCPUs
+        vm.pagesPerContext = pages
+        self.lines = lines
+    }
+
+    var events: [Event] {
+        lines.enumerated().map { i, line in
+            let w = line.split(separator: " ")
+            precondition(w.count == 3, "bad hand trace line \(line)")
+            guard let v = UInt16(w[0]), let op = TraceOp(name: w[1]), let g = UInt64(w[2].dropFirst(2), radix: 16) else {
+                preconditionFailure("bad hand trace line \(line)")
+            }
+            return Event(timeNs: UInt64(i), vm: 0, vcpu: v, op: op, gpa: GPA(g))
+        }
+    }
+
+    var registry: VMRegistry {
+        var r = VMRegistry()
+        r.update(r.intern(vm.id), vm)
+        return r
+    }
+
+    /// Runs the trace; checks invariants after every event and that the reference model agrees.
+    func run(_ spec: PolicySpec, sourceLocation: SourceLocation = #_sourceLocation) -> StatsSnapshot {
+        var engine = spec.makeEngine(defaultPagesPerContext: 4)
+        let reference = ReferenceModel(spec: spec, defaultPagesPerContext: 4)
+        let registry = registry
+        engine.sync(with: registry)
+        for e in events {
+            engine.apply(e, registry: registry)
+            reference.apply(e, registry: registry)
+            engine.checkInvariants()
+        }
+        var s = engine.snapshot(vm: 0)
+        #expect(s.counters == reference.snapshot(vm: 0).counters, "reference model disagrees", sourceLocation: sourceLocation)
+        #expect(s.gauges == reference.snapshot(vm: 0).gauges, "reference model disagrees", sourceLocation: sourceLocation)
+        s.memoryBytes = nil
+        return s
+    }
+}
+
+/// Expected counters, given as a partial list: every counter not named must be 0.
+func expectCounters(
+    _ s: StatsSnapshot, _ expected: KeyValuePairs<String, UInt64>, sourceLocation: SourceLocation = #_sourceLocation
+) {
+    let actual = Dictionary(uniqueKeysWithValues: zip(Counters.names + Gauges.names, s.counters.values + s.gauges.values))
+    let want = Dictionary(uniqueKeysWithValues: expected.map { ($0.key, $0.value) })
+    for name in Counters.names + Gauges.names {
+        guard let a = actual[name] else { continue }
+        if let w = want[name] {
+            #expect(a == w, "\(name)", sourceLocation: sourceLocation)
+        } else if Counters.names.contains(name), !["events", "loads", "entries", "clears", "switches", "misses", "map_pages", "unmap_pages"].contains(name) {
+            #expect(a == 0, "\(name) should be 0", sourceLocation: sourceLocation)
+        }
+    }
+    for name in want.keys { #expect(actual[name] != nil, "unknown counter \(name)", sourceLocation: sourceLocation) }
+}
