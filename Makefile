@@ -1,0 +1,50 @@
+# nestcache: set-up, build, test, run. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# The Swift toolchain lives at /opt/swift on our machines; one already on PATH wins.
+export PATH := $(PATH):/opt/swift/usr/bin
+
+SWIFT       ?= swift
+VENV        ?= .venv
+PYTHON      := $(VENV)/bin/python
+SAMPLE      := samples/web0.trace
+# The oracle and CLI tests drive this binary (built by `swift build` below).
+NESTCACHE_BIN ?= $(CURDIR)/.build/debug/nestcache
+
+.PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean
+
+setup:
+	bash scripts/setup.sh
+
+## release build of every product
+build:
+	$(SWIFT) build -c release
+
+debug:
+	$(SWIFT) build
+
+## set-up, release build, then compare the default policies on the sample trace
+run: setup build
+	.build/release/nestcache compare $(SAMPLE)
+
+## set-up, debug build, swift test, then the Python oracle and end-to-end tests
+test: setup
+	$(SWIFT) build
+	$(SWIFT) test
+	NESTCACHE_BIN=$(NESTCACHE_BIN) $(PYTHON) -m pytest -v -rs Tests/oracle
+
+## benchmarks (scripts/bench.sh)
+bench:
+	bash scripts/bench.sh
+
+## regenerate samples/web0.trace (deterministic; Tests/oracle checks it is up to date)
+sample:
+	python3 scripts/make-sample-trace.py -o $(SAMPLE)
+
+clean:
+	rm -rf .build .build-* .build_*
+
+distclean: clean
+	rm -rf $(VENV)
