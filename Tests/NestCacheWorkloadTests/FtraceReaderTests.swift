@@ -1,8 +1,7 @@
 import Foundation
 import NestCacheCore
+import NestCacheWorkload
 import Testing
-
-@testable import NestCacheWorkload
 
 /// Fixtures are written with the kernel's format strings (`trace_print_context`, arch/x86/kvm/trace.h)
 /// and trace-cmd's layout; expected events are worked out by hand from DESIGN §5, line by line.
@@ -157,6 +156,19 @@ import Testing
                 Self.ev(500_000_030_000, 0, 0, .enter, 0x9000),
             ])
         #expect(Self.figures(r) == Self.figureList(lost: 12, markers: 4))
+    }
+
+    /// CRLF line endings (a capture copied through Windows) read the same as LF.
+    @Test func crlfLineEndings() throws {
+        let lf = Self.fixture("tracecmd_report.txt")
+        let crlf = FileManager.default.temporaryDirectory.appendingPathComponent("ftrace-crlf-\(getpid()).txt").path
+        defer { try? FileManager.default.removeItem(atPath: crlf) }
+        try String(contentsOfFile: lf, encoding: .utf8).replacingOccurrences(of: "\n", with: "\r\n")
+            .write(toFile: crlf, atomically: true, encoding: .utf8)
+        let a = try FtraceReader(path: lf, vm: "web0")
+        let b = try FtraceReader(path: crlf, vm: "web0")
+        #expect(try Self.readAll(b) == Self.readAll(a))
+        #expect(Self.figures(b) == Self.figures(a))
     }
 
     // MARK: - Bad lines
