@@ -1,0 +1,204 @@
+import NestCacheCore
+
+/// Reads Linux ftrace text — `trace-cmd report` output, `/sys/kernel/tracing/trace` or
+/// `trace_pipe` — as a stream of `enter` (and, for SVM, `clear`) events (DESIGN §5).
+///
+///     CPU 1/KVM-48213   [012] d....  5123.004211: kvm_exit: vcpu 1 reason VMPTRLD rip 0x...
+///     CPU 1/KVM-48213   [012] .....  5123.004230: kvm_nested_vmenter: rip: 0x... vmcs: 0x000000010a3f2000 ...
+///
+/// Line forms are `FtraceLine`'s; this type keeps the state that spans lines:
+/// - **VM**: the tgid in decimal where the `(tgid)` column exists; else — no column, or
+///   `(-------)` for a thread whose tgid was not recorded — the VM named `vm`.
+/// - **L1 vCPU** of an entry: the `vcpu N` of the latest `kvm_exit` / `kvm_entry` /
+///   `kvm_nested_vmexit` line of the same thread (pid); else the `N` of a `CPU N/KVM` comm; else
+///   the thread's number in its VM, 0, 1, ... in the order its threads first needed one. (A VM
+///   whose threads mix these sources could see two threads share an index; real captures
+///   include `kvm_exit`, so the first source covers them.)
+/// - **SVM** has no VMCLEAR: when the `vmcb:` GPA entered on a vCPU differs from the previous
+///   one entered there, a `clear` of the previous one comes first, with the same time. `vmcs:`
+///   lines never produce clears: VMX VMCLEAR targets are not traced, and `kvm_exit ... reason
+///   VMCLEAR` lines are only counted (`unresolved_clears`).
+/// - Times are not checked for order: the raw `trace` file merges per-CPU buffers and may step
+///   back slightly between CPUs. Events are applied in file order.
+///
+/// Figures, in this order: `invalid_lines`, `evmcs_skipped` (entries with
+/// `vmcs: 0xffffffffffffffff`), `unresolved_clears`, `lost_events` (the sum of N over
+/// `CPU:N [LOST N EVENTS]` markers), `lost_event_markers` (every lost-event marker, including
+/// `CPU:N [LOST EVENTS]` without a count and raw `##### CPU N buffer started ####` lines),
+/// `pid_numbered_vcpus` (threads whose vCPU index came from the order of appearance).
+///
+/// - Complexity: O(1) memory in the file's size (state per thread, VM and vCPU); one
+///   Dictionary lookup or two per KVM line; no allocation per line once every thread is known.
+public final class FtraceReader: EventSource {
+    public private(set) var registry: VMRegistry
+    public private(set) var warnings: [String] = []
+
+    public private(set) var invalidLines: UInt64 = 0
+    public private(set) var evmcsSkipped: UInt64 = 0
+    public private(set) var unresolvedClears: UInt64 = 0
+    public private(set) var lostEvents: UInt64 = 0
+    public private(set) var lostEventMarkers: UInt64 = 0
+    public private(set) var pidNumberedVCPUs: UInt64 = 0
+
+    public var figures: [(name: String, value: UInt64)] {
+        [
+            ("invalid_lines", invalidLines),
+            ("evmcs_skipped", evmcsSkipped),
+            ("unresolved_clears", unresolvedClears),
+            ("lost_events", lostEvents),
+            ("lost_event_markers", lostEventMarkers),
+            ("pid_numbered_vcpus", pidNumberedVCPUs),
+        ]
+    }
+
+    public var bytesRead: UInt64 { lines.bytesRead }
+
+    let lines: LineReader
+    let invalidPolicy: InvalidLinePolicy
+    /// The VM of lines without a tgid.
+    let vmName: String
+    var defaultVM: Int32?
+    var vmByTGID: [Int32: Int32] = [:]
+    /// The `vcpu N` of each thread's latest kvm_exit / kvm_entry / kvm_nested_vmexit.
+    var vcpuOfThread: [Int32: UInt16] = [:]
+    /// Threads numbered by order of appearance (no other source of a vCPU index).
+    var numberOfThread: [Int32: UInt16] = [:]
+    /// Per VM index: the next number to give.
+    var nextNumber: [Int32: Int] = [:]
+    /// Per (VM, vCPU): the last `vmcb:` GPA entered.
+    var lastVMCB: [UInt64: GPA] = [:]
+    /// The second event of an SVM switch that did not fit the caller's batch.
+    var pending: Event?
+
+    /// Opens `path` (`-` for standard input). `vm` names the VM of lines without a tgid (the CLI
+    /// passes the file's base name by default); it must be a valid VM id (`.usage` otherwise).
+    /// `registry` carries VMs over from earlier files of the same run.
+    public init(
+        path: String, vm: String, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry()
+    ) throws(TraceError) {
+        guard VMInfo.isValidID(Array(vm.utf8)) else {
+            throw TraceError(.usage, file: "", "invalid VM name '\(vm)' for \(path): expected [A-Za-z0-9_.:-]{1,64}")
+        }
+        self.vmName = vm
+        self.invalidPolicy = invalidLines
+        self.registry = registry
+        self.lines = try LineReader(path: path)
+    }
+
+    public func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
+        batch.removeAll(keepingCapacity: true)
+        let limit = max(limit, 1)
+        if let p = pending {
+            batch.append(p)
+            pending = nil
+        }
+        while batch.count < limit, let line = try lines.nextLine() {
+            switch FtraceLine.parse(line) {
+            case .ignored:
+                continue
+            case .lost(let count):
+                lostEventMarkers &+= 1
+                if let count { lostEvents &+= count }
+            case .invalid(let message):
+                try invalid(message)
+            case .record(let r):
+                switch r.event {
+                case .vcpuHint(let vcpu, let isVMClear):
+                    if isVMClear { unresolvedClears &+= 1 }
+                    if let vcpu { vcpuOfThread[r.pid] = vcpu }
+                case .evmcsEnter:
+                    evmcsSkipped &+= 1
+                case .enter(let gpa, let isVMCB):
+                    try enter(gpa, isVMCB: isVMCB, r, line, into: &batch, limit: limit)
+                }
+            }
+        }
+        return !batch.isEmpty
+    }
+
+    /// Appends the events of one entry line: a `clear` of the previous VMCB first if it changed.
+    @inline(__always)
+    func enter(
+        _ gpa: GPA, isVMCB: Bool, _ r: FtraceLine.Record, _ line: UnsafeBufferPointer<UInt8>,
+        into batch: inout [Event], limit: Int
+    ) throws(TraceError) {
+        let vm = vmIndex(r.tgid)
+        guard let vcpu = try vcpu(of: r, line, vm: vm) else { return }
+        let e = Event(timeNs: r.timeNs, vm: vm, vcpu: vcpu, op: .enter, gpa: gpa)
+        if isVMCB {
+            let key = UInt64(UInt32(bitPattern: vm)) << 16 | UInt64(vcpu)
+            let old = lastVMCB.updateValue(gpa, forKey: key)
+            if let old, old != gpa {
+                batch.append(Event(timeNs: r.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
+                if batch.count >= limit {
+                    pending = e
+                    return
+                }
+            }
+        }
+        batch.append(e)
+    }
+
+    /// The VM of a line, registered on first sight.
+    @inline(__always)
+    func vmIndex(_ tgid: FtraceLine.TGID) -> Int32 {
+        if case .known(let t) = tgid {
+            if let i = vmByTGID[t] { return i }
+            let i = registry.intern(String(t))
+            vmByTGID[t] = i
+            return i
+        }
+        if let i = defaultVM { return i }
+        let i = registry.intern(vmName)
+        defaultVM = i
+        return i
+    }
+
+    /// The L1 vCPU of an entry line (see the type's comment); nil after reporting an invalid line.
+    @inline(__always)
+    func vcpu(of r: FtraceLine.Record, _ line: UnsafeBufferPointer<UInt8>, vm: Int32) throws(TraceError) -> UInt16? {
+        if let v = vcpuOfThread[r.pid] { return v }
+        if let n = FtraceLine.commVCPU(line, r.comm) {
+            guard n < UInt64(VCPULimit.count) else {
+                try invalid("vCPU \(n) of thread name 'CPU \(n)/KVM' is out of range (must be below \(VCPULimit.count))")
+                return nil
+            }
+            return UInt16(n)
+        }
+        if let v = numberOfThread[r.pid] { return v }
+        let n = nextNumber[vm, default: 0]
+        guard n < VCPULimit.count else {
+            try invalid("thread \(r.pid) would be vCPU \(n) of its VM by order of appearance, out of range (must be below \(VCPULimit.count))")
+            return nil
+        }
+        nextNumber[vm] = n + 1
+        numberOfThread[r.pid] = UInt16(n)
+        pidNumberedVCPUs &+= 1
+        return UInt16(n)
+    }
+
+    func invalid(_ message: String) throws(TraceError) {
+        let error = TraceError(.badData, file: lines.path, line: lines.lineNumber, message)
+        guard invalidPolicy == .skip else { throw error }
+        invalidLines &+= 1
+        if warnings.count < warningLimit { warnings.append(error.description) }
+    }
+
+    // MARK: - Format detection
+
+    /// True when the first lines of a file look like ftrace text: a `# tracer:` header, a
+    /// trace-cmd header (`version = N`, `cpus=N`), or an event line of the prefix form. False for
+    /// the native magic `# nestcache-trace v1`, or when no line decides.
+    public static func looksLikeFtrace(firstLines: [String]) -> Bool {
+        for line in firstLines {
+            let s = line.drop { $0 == " " || $0 == "\t" }
+            if s.isEmpty { continue }
+            if s.hasPrefix("# nestcache-trace") { return false }
+            if s.hasPrefix("# tracer:") || s.hasPrefix("cpus=") || s.hasPrefix("version = ") { return true }
+            if s.hasPrefix("#") { continue }
+            var copy = line
+            return copy.withUTF8 { FtraceLine.prefix($0) != nil }
+        }
+        return false
+    }
+}
