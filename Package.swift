@@ -9,16 +9,38 @@ let package = Package(
     products: [
         .library(name: "NestCacheCore", targets: ["NestCacheCore"]),
         .library(name: "NestCacheWorkload", targets: ["NestCacheWorkload"]),
+        .library(name: "NestCacheDaemon", targets: ["NestCacheDaemon"]),
+        .executable(name: "nestcached", targets: ["nestcached"]),
         .executable(name: "nestcache", targets: ["nestcache"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // DESIGN §2-4: policies, engine, counters. No I/O, no Dispatch.
         .target(name: "NestCacheCore", swiftSettings: strict),
         // DESIGN §5-6: trace readers/writers, simulator, reports.
         .target(name: "NestCacheWorkload", dependencies: ["NestCacheCore"], swiftSettings: strict),
+        // libsystemd: sd_notify, sd_listen_fds, sd_journal_sendv (non-variadic, callable from Swift).
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // DESIGN §7-8: configuration, vCPU queues, control socket, systemd and journald glue.
+        .target(
+            name: "NestCacheDaemon",
+            dependencies: [
+                "NestCacheCore", "NestCacheWorkload", "CSystemd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "nestcached",
+            dependencies: ["NestCacheDaemon", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         // DESIGN §2-3 the plain way: the tests' differential oracle and the benchmarks' baseline.
         .target(name: "NestCacheReference", dependencies: ["NestCacheCore"], swiftSettings: strict),
         .executableTarget(

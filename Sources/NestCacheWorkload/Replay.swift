@@ -41,6 +41,35 @@ public final class TraceFileSequence: EventSource {
         self.open = open
     }
 
+    /// Files of a given format (`auto`: detected per file from its first lines). `vm` names the
+    /// VM of ftrace files without a tgid column; by default each file's base name without extension.
+    public convenience init(paths: [String], format: Format, vm: String?, invalidLines: InvalidLinePolicy) {
+        self.init(paths: paths, invalidLines: invalidLines) { path, registry throws(TraceError) in
+            let resolved: TraceFormat
+            switch format {
+            case .native: resolved = .native
+            case .ftrace: resolved = .ftrace
+            case .auto: resolved = try TraceFormat.detect(path: path)
+            }
+            switch resolved {
+            case .native:
+                return try NativeTraceReader(path: path, invalidLines: invalidLines, registry: registry)
+            case .ftrace:
+                return try FtraceReader(path: path, vm: vm ?? Self.defaultVMName(path), invalidLines: invalidLines, registry: registry)
+            }
+        }
+    }
+
+    /// The file's base name without its extension (`/tmp/web0.trace.txt` -> `web0`), with
+    /// characters outside DESIGN §1's id alphabet replaced by `_`; `stdin` for `-`.
+    public static func defaultVMName(_ path: String) -> String {
+        guard path != "-" else { return "stdin" }
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        let stem = base.split(separator: ".").first.map(String.init) ?? base
+        let cleaned = String(stem.utf8.prefix(64).map { VMInfo.isIDByte($0) ? Character(Unicode.Scalar($0)) : "_" })
+        return cleaned.isEmpty ? "vm" : cleaned
+    }
+
     public var figures: [(name: String, value: UInt64)] {
         var totals = figureTotals
         if let current { Self.add(current.figures, to: &totals) }

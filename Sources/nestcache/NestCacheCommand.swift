@@ -29,10 +29,7 @@ struct TraceOptions: ParsableArguments {
     var vm: String?
 
     func source() -> TraceFileSequence {
-        let policy: InvalidLinePolicy = skipInvalid ? .skip : .fail
-        return TraceFileSequence(paths: files, invalidLines: policy) { path, registry throws(TraceError) in
-            try NativeTraceReader(path: path, invalidLines: policy, registry: registry)
-        }
+        TraceFileSequence(paths: files, format: format, vm: vm, invalidLines: skipInvalid ? .skip : .fail)
     }
 }
 
