@@ -34,7 +34,7 @@ import NestCacheCore
 /// - Complexity: O(1) per event, except a pick (once per switch decision): O(1) expected for
 ///   `pinned` and `random`, O(log N) for `zipf`, O(running L1 vCPUs) at worst for round-robin.
 ///   No allocation per event: `next(into:limit:)` fills the caller's batch in place.
-public struct Simulator: EventSource {
+public struct Simulator: EventSource, Sendable {
     public let spec: SimulationSpec
     public private(set) var registry = VMRegistry()
 
