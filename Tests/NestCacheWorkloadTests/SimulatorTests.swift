@@ -334,7 +334,7 @@ func selftestSchedMatchesDesign(n: Int) throws {
     try spec.apply(settings: "n=2,s=2")
     let events = try drain(spec, limit: 4).events
     let g0 = GPA(0x1_0000_0000), g1 = GPA(0x1_0000_1000)
-    #expect(events.map(\.op) == [TraceOp](repeating: .load, count: 0) + [
+    #expect(events.map(\.op) == [
         .load, .enter, .clear, .load, .enter, .clear, .load, .enter, .clear, .load, .enter, .clear,
     ])
     #expect(events.map(\.gpa) == [g0, g0, g0, g1, g1, g1, g0, g0, g0, g1, g1, g1])
