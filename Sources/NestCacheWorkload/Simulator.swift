@@ -1,0 +1,355 @@
+import NestCacheCore
+
+/// A simulated VM's event stream (DESIGN §6): how an L1 KVM drives its L2 vCPUs.
+///
+/// The model. One VM, `M = l1_vcpus` L1 vCPUs, `N = l2_vcpus` L2 vCPUs, each with its own control
+/// block GPA (see `SimulationSpec.GPALayout`). Time advances in rounds; in each round every L1
+/// vCPU, in index order, takes one step:
+///
+///     running an L2 vCPU g:   enter g                       (one more nested entry: VMRESUME)
+///     not running one:        pick g (scheduler); then
+///        g is v's current:    enter g                       (no switch)
+///        VMX "sched":         load g, enter g               (VMPTRLD + VMRESUME, no VMCLEAR)
+///        VMX "migrate":       clear g @old, load g, enter g (g's VMCS is active on another
+///                                                            L1 vCPU: VMCLEAR there first,
+///                                                            when vmclear_on_migrate)
+///        vmclear_on_switch:   clear cur, ...                (the outgoing one, on v, first)
+///        SVM:                 enter g                       (VMRUN of the new VMCB)
+///
+/// After each `enter`, the L2 vCPU stops running with probability `1 / entries_per_switch`, so
+/// the entries of one run are geometric with that mean; the next step picks again. An L2 vCPU
+/// runs on at most one L1 vCPU at a time: a pick skips L2 vCPUs running elsewhere, and an L1
+/// vCPU finding none free idles for the round. The simulator tracks each vCPU's current control
+/// block exactly as DESIGN §2 does, so its `simulated_switches` and `simulated_migrations`
+/// equal every engine's `switches` and `migrations`.
+///
+/// Timestamps: a round lasts `q = 1e9 / (switch_rate_hz * entries_per_switch)` ns, so each L1
+/// vCPU makes `switch_rate_hz` switch decisions a second; vCPU `v` steps at `round * q + v * q /
+/// M`, and the events of one step share its timestamp. Times never decrease.
+///
+/// Randomness: one `Xoshiro256StarStar` seeded with `seed`, and only its exact integer and
+/// `nextDouble` draws (see Xoshiro256.swift): the same spec gives the same stream on every
+/// machine.
+///
+/// - Complexity: O(1) per event, except a pick (once per switch decision): O(1) expected for
+///   `pinned` and `random`, O(log N) for `zipf`, O(running L1 vCPUs) at worst for round-robin.
+///   No allocation per event: `next(into:limit:)` fills the caller's batch in place.
+public struct Simulator: EventSource, Sendable {
+    public let spec: SimulationSpec
+    public private(set) var registry = VMRegistry()
+
+    /// Switches and migrations as DESIGN §2 counts them (the engines' `switches`, `migrations`).
+    public private(set) var switches: UInt64 = 0
+    public private(set) var migrations: UInt64 = 0
+
+    private var rng: Xoshiro256StarStar
+    private let m: Int
+    private let n: Int
+    private let isVMX: Bool
+    private let vmclearOnMigrate: Bool
+    private let vmclearOnSwitch: Bool
+    private let endRun: Chance
+    private let migrate: Chance
+    private let scheduler: SimulationSpec.Scheduler
+    /// Control block of each L2 vCPU.
+    private let gpas: [GPA]
+    /// Cumulative Zipf weights of L2 vCPUs 0 ..< N (zipf only).
+    private let zipfCDF: [Double]
+    /// Round length and per-vCPU offset within a round, in ns.
+    private let roundNs: Double
+    private let offsetNs: [Double]
+    private let maxEvents: UInt64
+    private let maxRounds: UInt64
+
+    // Per L1 vCPU.
+    /// L2 vCPU whose control block is current (DESIGN §2), or -1.
+    private var current: [Int32]
+    /// L2 vCPU running (in a run of entries), or -1.
+    private var running: [Int32]
+    /// pinned: the rank among this vCPU's residents to try next.
+    private var residentCursor: [Int32]
+
+    // Per L2 vCPU.
+    /// L1 vCPU it runs on, or -1.
+    private var runningOn: [Int32]
+    /// VMX: the L1 vCPU where its VMCS was last loaded and not cleared since, or -1.
+    private var activeOn: [Int32]
+    /// The L1 vCPU that last switched to it, or -1 (a switch from elsewhere is a migration).
+    private var lastSwitchedOn: [Int32]
+
+    /// round-robin: the next L2 vCPU in the global order.
+    private var globalCursor = 0
+    private var round: UInt64 = 0
+    private var nextVCPU = 0
+    private var roundBaseNs = 0.0
+    private var lastTimeNs: UInt64 = 0
+    private var emitted: UInt64 = 0
+    private var isGenerated = false
+    /// Events of a step that did not fit in the caller's batch.
+    private var overflow: [Event] = []
+    private var overflowStart = 0
+
+    private static let vmIndex: Int32 = 0
+    /// Linear layout: the first control block (4 GiB, above a typical guest's low memory).
+    public static let gpaBase: UInt64 = 0x1_0000_0000
+
+    public init(_ spec: SimulationSpec) {
+        self.spec = spec
+        m = spec.l1VCPUs
+        n = spec.l2VCPUs
+        isVMX = spec.isa == .vmx
+        vmclearOnMigrate = spec.vmclearOnMigrate
+        vmclearOnSwitch = spec.vmclearOnSwitch
+        endRun = Chance(1 / spec.entriesPerSwitch)
+        migrate = Chance(spec.migrationRate)
+        scheduler = spec.scheduler
+        rng = Xoshiro256StarStar(seed: spec.seed)
+        gpas = Self.layOut(spec)
+        zipfCDF = spec.scheduler == .zipf ? Self.zipfWeights(count: spec.l2VCPUs, s: spec.zipfS) : []
+
+        roundNs = 1e9 / (spec.switchRateHz * spec.entriesPerSwitch)
+        offsetNs = (0..<spec.l1VCPUs).map { [roundNs, m] v in Double(v) * roundNs / Double(m) }
+        switch spec.length {
+        case .events(let e):
+            maxEvents = e
+            maxRounds = .max
+        case .duration(let s):
+            maxEvents = .max
+            let rounds = (s * 1e9 / roundNs).rounded(.up)
+            maxRounds = rounds < 0x1.0p63 ? UInt64(rounds) : 1 << 63
+        }
+        isGenerated = maxEvents == 0 || maxRounds == 0
+
+        current = Array(repeating: -1, count: m)
+        running = Array(repeating: -1, count: m)
+        residentCursor = Array(repeating: 0, count: m)
+        runningOn = Array(repeating: -1, count: n)
+        activeOn = Array(repeating: -1, count: n)
+        lastSwitchedOn = Array(repeating: -1, count: n)
+
+        let index = registry.intern(spec.vm)
+        registry.update(index, spec.vmInfo)
+    }
+
+    public var figures: [(name: String, value: UInt64)] {
+        [("simulated_switches", switches), ("simulated_migrations", migrations)]
+    }
+
+    /// The control block GPA of each L2 vCPU, in order (tests, reports).
+    public var controlBlocks: [GPA] { gpas }
+
+    public mutating func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
+        batch.removeAll(keepingCapacity: true)
+        guard limit > 0 else { return !(isGenerated && overflowStart == overflow.count) }
+        batch.reserveCapacity(limit)
+
+        while overflowStart < overflow.count, batch.count < limit {
+            batch.append(overflow[overflowStart])
+            overflowStart += 1
+        }
+        if overflowStart == overflow.count {
+            overflow.removeAll(keepingCapacity: true)
+            overflowStart = 0
+        }
+
+        while batch.count < limit, !isGenerated {
+            let before = batch.count
+            step(into: &batch)
+            emitted &+= UInt64(batch.count - before)
+            if emitted >= maxEvents {
+                batch.removeLast(Int(emitted - maxEvents))
+                emitted = maxEvents
+                isGenerated = true
+            }
+        }
+        if batch.count > limit {
+            // The last step made more events than there was room for: keep the rest for later.
+            overflow.append(contentsOf: batch[limit...])
+            batch.removeLast(batch.count - limit)
+        }
+        return !batch.isEmpty
+    }
+
+    // MARK: - One step of one L1 vCPU
+
+    /// The next L1 vCPU's step (see the type's comment), then the round's bookkeeping.
+    @inline(__always)
+    private mutating func step(into batch: inout [Event]) {
+        let v = nextVCPU
+        var t = roundBaseNs + offsetNs[v]
+        t = t < 0x1.0p63 ? t : 0x1.0p63
+        var time = UInt64(t)
+        if time < lastTimeNs { time = lastTimeNs }  // rounding must not reorder
+        lastTimeNs = time
+
+        var g = Int(running[v])
+        if g < 0 {
+            g = pick(on: v)
+            if g >= 0 {
+                if Int(current[v]) != g { switchTo(g, on: v, time: time, into: &batch) }
+                running[v] = Int32(g)
+                runningOn[g] = Int32(v)
+            }
+        }
+        if g >= 0 {
+            batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(v), op: .enter, gpa: gpas[g]))
+            if rng.happens(endRun) {
+                running[v] = -1
+                runningOn[g] = -1
+            }
+        }
+
+        nextVCPU += 1
+        if nextVCPU == m {
+            nextVCPU = 0
+            round += 1
+            roundBaseNs = Double(round) * roundNs
+            if round >= maxRounds { isGenerated = true }
+        }
+    }
+
+    /// Makes `g` current on `v`: the events before its first entry, and the DESIGN §2 state.
+    @inline(__always)
+    private mutating func switchTo(_ g: Int, on v: Int, time: UInt64, into batch: inout [Event]) {
+        let vcpu = UInt16(v)
+        if isVMX {
+            if vmclearOnSwitch, current[v] >= 0 {
+                let old = Int(current[v])
+                batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .clear, gpa: gpas[old]))
+                current[v] = -1
+                if activeOn[old] == Int32(v) { activeOn[old] = -1 }
+            }
+            let a = Int(activeOn[g])
+            if vmclearOnMigrate, a >= 0, a != v {
+                // L1 KVM's loaded_vmcs_clear: VMCLEAR on the CPU where the VMCS is active.
+                batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(a), op: .clear, gpa: gpas[g]))
+                if current[a] == Int32(g) { current[a] = -1 }
+                activeOn[g] = -1
+            }
+            batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .load, gpa: gpas[g]))
+            activeOn[g] = Int32(v)
+        }
+        current[v] = Int32(g)
+        switches &+= 1
+        let last = lastSwitchedOn[g]
+        if last >= 0, last != Int32(v) { migrations &+= 1 }
+        lastSwitchedOn[g] = Int32(v)
+    }
+
+    // MARK: - Schedulers
+
+    /// The L2 vCPU `v` runs next, never one running elsewhere; -1 when none is free.
+    @inline(__always)
+    private mutating func pick(on v: Int) -> Int {
+        switch scheduler {
+        case .pinned: return pickPinned(on: v)
+        case .roundRobin:
+            for _ in 0..<n {
+                let g = globalCursor
+                globalCursor = g + 1 == n ? 0 : g + 1
+                if runningOn[g] < 0 { return g }
+            }
+            return -1
+        case .random:
+            for _ in 0..<4 {
+                let g = Int(rng.bounded(UInt64(n)))
+                if runningOn[g] < 0 { return g }
+            }
+            return firstFree(from: Int(rng.bounded(UInt64(n))))
+        case .zipf:
+            var g = 0
+            for _ in 0..<4 {
+                g = sampleZipf()
+                if runningOn[g] < 0 { return g }
+            }
+            return firstFree(from: g)
+        }
+    }
+
+    /// Residents of `v` are `v, v + M, v + 2M, ...` below N.
+    @inline(__always)
+    private func residentCount(_ v: Int) -> Int { v < n ? (n - v + m - 1) / m : 0 }
+
+    /// pinned: with `migration_rate`, an L2 vCPU homed elsewhere (uniform, by rejection);
+    /// otherwise the next free resident in cyclic order.
+    @inline(__always)
+    private mutating func pickPinned(on v: Int) -> Int {
+        let count = residentCount(v)
+        if m > 1, n > count, rng.happens(migrate) {
+            for _ in 0..<8 {
+                let g = Int(rng.bounded(UInt64(n)))
+                if g % m != v, runningOn[g] < 0 { return g }
+            }
+        }
+        var r = Int(residentCursor[v])
+        for _ in 0..<count {
+            let g = v + r * m
+            r = r + 1 == count ? 0 : r + 1
+            if runningOn[g] < 0 {
+                residentCursor[v] = Int32(r)
+                return g
+            }
+        }
+        return -1
+    }
+
+    /// The first L2 vCPU from `start` on (cyclically) that is not running, or -1.
+    private func firstFree(from start: Int) -> Int {
+        var g = start
+        for _ in 0..<n {
+            if runningOn[g] < 0 { return g }
+            g = g + 1 == n ? 0 : g + 1
+        }
+        return -1
+    }
+
+    /// Inverse CDF by binary search: the first index whose cumulative weight exceeds u.
+    @inline(__always)
+    private mutating func sampleZipf() -> Int {
+        let u = rng.nextDouble() * zipfCDF[n - 1]
+        var lo = 0
+        var hi = n - 1
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if zipfCDF[mid] > u { hi = mid } else { lo = mid + 1 }
+        }
+        return lo
+    }
+
+    // MARK: - Set-up
+
+    /// Cumulative weights `sum_{j <= i} (j + 1)^-s`, with the portable `log`/`exp`.
+    static func zipfWeights(count: Int, s: Double) -> [Double] {
+        var cdf = [Double]()
+        cdf.reserveCapacity(count)
+        var sum = 0.0
+        for i in 0..<count {
+            sum += PortableMath.inversePower(Double(i + 1), s)
+            cdf.append(sum)
+        }
+        return cdf
+    }
+
+    /// Distinct, 4 KiB-aligned control block GPAs below 2^52.
+    static func layOut(_ spec: SimulationSpec) -> [GPA] {
+        let count = spec.l2VCPUs
+        switch spec.gpaLayout {
+        case .linear:
+            return (0..<count).map { GPA(gpaBase + UInt64($0) << 12) }
+        case .scattered:
+            // An affine map i -> (a*i + b) mod 2^k with odd a is a bijection on 0 ..< 2^k, so the
+            // pages are distinct. 2^k >= 64 N pages, at least 4096 (16 MiB); N <= 2^20 keeps the
+            // region below 2^38 bytes. Its own generator, so the layout does not shift the
+            // stream's draws.
+            var bits = 12
+            while (1 << bits) < 64 * count { bits += 1 }
+            let mask = UInt64(1) << UInt64(bits) - 1
+            var sm = SplitMix64(seed: spec.seed ^ 0x6C61_796F_7574_0000)  // "layout"
+            let a = sm.next() | 1
+            let b = sm.next()
+            return (0..<count).map { i in
+                GPA(gpaBase + ((a &* UInt64(i) &+ b) & mask) << 12)
+            }
+        }
+    }
+}
