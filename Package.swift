@@ -39,7 +39,11 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "nestcached",
-            dependencies: ["NestCacheDaemon", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "NestCacheDaemon",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict),
         // DESIGN §2-3 the plain way: the tests' differential oracle and the benchmarks' baseline.
         .target(name: "NestCacheReference", dependencies: ["NestCacheCore"], swiftSettings: strict),

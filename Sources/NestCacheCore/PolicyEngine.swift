@@ -17,6 +17,8 @@ public protocol PolicyEngine: Sendable {
     func snapshot(vm: Int32) -> StatsSnapshot
     /// One VM's per-vCPU counters.
     func vcpuCounters(vm: Int32) -> [Counters]
+    /// One VM's `M` (DESIGN §3): declared, else the distinct vCPUs seen so far.
+    func l1VCPUs(vm: Int32) -> Int
     /// Zeroes one VM's counters (state and mappings are kept).
     mutating func resetCounters(vm: Int32)
     /// Checks the invariants of every VM (tests).
@@ -75,6 +77,7 @@ public struct Engine<Policy: ContextPolicy>: PolicyEngine {
 
     public func snapshot(vm: Int32) -> StatsSnapshot { vms[Int(vm)].snapshot }
     public func vcpuCounters(vm: Int32) -> [Counters] { vms[Int(vm)].vcpuCounters }
+    public func l1VCPUs(vm: Int32) -> Int { vms[Int(vm)].state.l1VCPUs }
     public mutating func resetCounters(vm: Int32) { vms[Int(vm)].resetCounters() }
     public func checkInvariants() { for vm in vms { vm.checkInvariants() } }
 }

@@ -73,7 +73,7 @@ public indirect enum JSON: Sendable, Equatable {
 }
 
 /// `d` with at most 6 decimals, trailing zeros dropped (stable across platforms, unlike `%g`).
-func format6(_ d: Double) -> String {
+public func format6(_ d: Double) -> String {
     let scaled = (d * 1_000_000).rounded()
     guard abs(scaled) < 9e18 else { return String(d) }
     let n = Int64(scaled)

@@ -1,0 +1,209 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The control socket (DESIGN §8) on SwiftNIO: one event-loop thread moves bytes; requests are
+/// framed by `LineFramer`, parsed by `ControlRequest`, answered by `Daemon.respond`.
+///
+/// Limits: `max_clients` connections (one more gets `error: busy` and is closed), idle
+/// connections closed after `idle_timeout_s`, 4096-byte lines. A client that does not read its
+/// answers stops being read from (no new answers pile up) and can never stall the engine: answers
+/// are built from snapshots taken under each VM's lock, and the vCPU queues never wait on a socket.
+final class ControlServer: Sendable, CustomStringConvertible {
+    let daemon: Daemon
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let channel = Mutex<(any Channel)?>(nil)
+    let clients = Atomic<Int>(0)
+    let boundPath = Mutex<String>("")
+
+    init(daemon: Daemon) {
+        self.daemon = daemon
+    }
+
+    var description: String { boundPath.withLock { $0 } }
+
+    /// Binds the socket systemd passed (socket activation) or the configured path.
+    func start() async throws {
+        let d = daemon.config.daemon
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.autoRead, value: true)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 256 << 10))
+            .childChannelInitializer { [self] ch in
+                ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(
+                        IdleStateHandler(allTimeout: .milliseconds(Int64(d.idleTimeoutS * 1000))))
+                    try ch.pipeline.syncOperations.addHandler(ControlHandler(server: self))
+                }
+            }
+        let fds = try SocketActivation.listenFDs()
+        let ch: any Channel
+        if let fd = fds.first {
+            ch = try await bootstrap.withBoundSocket(fd).get()
+            boundPath.withLock { $0 = "socket-activated fd \(fd)" }
+        } else {
+            let path = daemon.socketPath
+            try prepareSocketPath(path)
+            ch = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            guard chmod(path, mode_t(d.socketMode)) == 0 else {
+                throw ServerError("chmod \(path): \(String(cString: strerror(errno)))")
+            }
+            boundPath.withLock { $0 = path }
+        }
+        channel.withLock { $0 = ch }
+    }
+
+    /// Creates the socket's directory; refuses to take over a socket another process serves.
+    func prepareSocketPath(_ path: String) throws {
+        guard path.utf8.count < 108 else { throw ServerError("socket path longer than 107 bytes: \(path)") }
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            try makeDirectories(String(path[..<slash]))
+        }
+        if access(path, F_OK) == 0, canConnect(path) {
+            throw ServerError("\(path) is served by another process (is nestcached already running?)")
+        }
+    }
+
+    func stop() async {
+        let ch = channel.withLock { $0 }
+        try? await ch?.close()
+        let path = boundPath.withLock { $0 }
+        if path.hasPrefix("/") { unlink(path) }
+        try? await group.shutdownGracefully()
+    }
+
+    var maxClients: Int { daemon.config.daemon.maxClients }
+}
+
+struct ServerError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+func makeDirectories(_ path: String) throws {
+    var current = ""
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o755) != 0, errno != EEXIST {
+            throw ServerError("mkdir \(current): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// Whether something accepts connections on the Unix socket at `path`.
+func canConnect(_ path: String) -> Bool {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        for (i, b) in bytes.enumerated() { raw[i] = b }
+    }
+    let r = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+    return r == 0
+}
+
+/// One connection: frames lines, answers each request in order, enforces the limits.
+final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let server: ControlServer
+    var framer = LineFramer()
+    var peerUID: UInt32?
+    var isCounted = false
+    var isClosing = false
+
+    init(server: ControlServer) {
+        self.server = server
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let n = server.clients.add(1, ordering: .relaxed).newValue
+        isCounted = true
+        if n > server.maxClients {
+            send(context, ControlResponse.error(ControlError(.busy, "too many clients (max_clients \(server.maxClients))"), json: false), close: true)
+            return
+        }
+        // SO_PEERCRED, read from the descriptor; on the channel's loop this completes at once,
+        // before any request is read.
+        if let provider = context.channel as? any SocketOptionProvider {
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+                level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            future.whenSuccess { bound.value.peerUID = $0.uid }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if isCounted {
+            server.clients.add(-1, ordering: .relaxed)
+            isCounted = false
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !isClosing else { return }
+        let buffer = unwrapInboundIn(data)
+        let items = buffer.withUnsafeReadableBytes { framer.feed($0) }
+        for item in items {
+            guard !isClosing else { return }
+            switch item {
+            case .tooLong:
+                send(context, ControlResponse.error(ControlError(.lineTooLong, "request longer than \(ControlRequest.maxLineLength) bytes"), json: false), close: false)
+            case .line(let bytes):
+                let (text, close) = server.daemon.respond(toLine: bytes, peerUID: peerUID)
+                send(context, text, close: close)
+            }
+        }
+        // A client that does not read its answers is not read from until it does.
+        if !context.channel.isWritable { context.channel.setOption(.autoRead, value: false).whenFailure { _ in } }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { context.channel.setOption(.autoRead, value: true).whenFailure { _ in } }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    func send(_ context: ChannelHandlerContext, _ text: String, close: Bool) {
+        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        if close {
+            isClosing = true
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+}
+
+/// `struct ucred` of socket(7), which Glibc's Swift overlay does not export (it needs _GNU_SOURCE).
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}

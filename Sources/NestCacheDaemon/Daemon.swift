@@ -1,0 +1,268 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import Logging
+import NestCacheCore
+import NestCacheWorkload
+import Synchronization
+
+/// nestcached: serves the configured VMs, answers the control socket, talks to systemd.
+///
+/// Thread-safety: configuration and runners are behind `state`; VMs are in `directory`; each
+/// runner confines its own mutable state to its feeder queue.
+public final class Daemon: Sendable {
+    public static let version = "0.1.0"
+
+    struct State: Sendable {
+        var config: DaemonConfig
+        var runners: [WorkloadRunner] = []
+        var reloads = 0
+        var lastReloadError: String?
+    }
+
+    let state: Mutex<State>
+    let directory = VMDirectory()
+    /// The file the configuration came from; nil: the embedded default.
+    let configPath: String?
+    let socketOverride: String?
+    let logger: Logger
+    let notifier = SystemdNotifier()
+    let startNs = DispatchTime.now().uptimeNanoseconds
+    let signalQueue = DispatchQueue(label: "nestcache.signals")
+    let uid = getuid()
+
+    public init(config: DaemonConfig, configPath: String?, socketOverride: String?, logger: Logger) {
+        self.state = Mutex(State(config: config))
+        self.configPath = configPath
+        self.socketOverride = socketOverride
+        self.logger = logger
+    }
+
+    public var config: DaemonConfig { state.withLock { $0.config } }
+    var uptimeSeconds: Double { Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e9 }
+
+    public var socketPath: String {
+        socketOverride ?? config.socketPath(uid: uid, environment: environment())
+    }
+
+    // MARK: - Workloads
+
+    static func workloads(_ c: DaemonConfig) -> [WorkloadKind] {
+        c.vms.map(WorkloadKind.simulated) + c.replays.map(WorkloadKind.replay)
+    }
+
+    func startWorkloads() {
+        let c = config
+        let runners = Self.workloads(c).map {
+            WorkloadRunner(kind: $0, directory: directory, defaultPagesPerContext: c.defaults.pagesPerContext, logger: logger)
+        }
+        state.withLock { $0.runners = runners }
+        for r in runners { r.start() }
+    }
+
+    /// Applies a new configuration: workloads whose definition did not change keep running with
+    /// their counters; others stop (their VMs go) or start. Returns what changed, for the log.
+    func apply(_ new: DaemonConfig) -> (kept: Int, started: Int, stopped: Int) {
+        let (old, oldRunners) = state.withLock { ($0.config, $0.runners) }
+        let defaultsChanged = old.defaults.pagesPerContext != new.defaults.pagesPerContext
+        var keep: [WorkloadRunner] = []
+        var stop: [WorkloadRunner] = []
+        var wanted = Self.workloads(new)
+        for r in oldRunners {
+            if !defaultsChanged, let i = wanted.firstIndex(of: r.kind) {
+                keep.append(r)
+                wanted.remove(at: i)
+            } else {
+                stop.append(r)
+            }
+        }
+        for r in stop {
+            r.stop()
+            let ids = r.vmIDs
+            directory.remove(Set(ids))
+            for id in ids {
+                logger.info("VM stopped by reload", metadata: ["nestcache.event": "vm-stop", "nestcache.vm": "\(id)"])
+            }
+        }
+        let started = wanted.map {
+            WorkloadRunner(kind: $0, directory: directory, defaultPagesPerContext: new.defaults.pagesPerContext, logger: logger)
+        }
+        state.withLock {
+            $0.config = new
+            $0.runners = keep + started
+            $0.reloads += 1
+        }
+        for r in started { r.start() }
+        return (keep.count, started.count, stop.count)
+    }
+
+    /// SIGHUP and the `reload` command: re-read the file; a bad one is logged and the old
+    /// configuration keeps running (DESIGN §7).
+    @discardableResult
+    public func reload() -> Result<String, ConfigError> {
+        _ = notifier.reloading()
+        defer { _ = notifier.ready(status: statusLine()) }
+        let loaded: DaemonConfig
+        do throws(ConfigError) {
+            if let p = configPath { loaded = try DaemonConfig.load(path: p) } else { loaded = try DaemonConfig.embeddedDefault() }
+        } catch {
+            state.withLock { $0.lastReloadError = error.description }
+            logger.error("reload failed, keeping the running configuration: \(error)", metadata: ["nestcache.event": "reload"])
+            return .failure(error)
+        }
+        if let s = loaded.daemon.socket, socketOverride == nil, s != socketPath {
+            logger.warning("reload: a new socket path takes effect at the next restart", metadata: ["nestcache.event": "reload"])
+        }
+        let r = apply(loaded)
+        state.withLock { $0.lastReloadError = nil }
+        let text = "reloaded: \(r.kept) workloads kept, \(r.started) started, \(r.stopped) stopped"
+        logger.notice("\(text)", metadata: ["nestcache.event": "reload"])
+        return .success(text)
+    }
+
+    // MARK: - Reading
+
+    public func snapshots(vcpus: Bool = false) -> [VMSnapshot] {
+        directory.all.map { $0.snapshot(vcpus: vcpus) }
+    }
+
+    /// One line for systemd's STATUS= and `show info`.
+    func statusLine() -> String {
+        let snaps = snapshots()
+        var total = StatsSnapshot()
+        for s in snaps { if let p = s.stats.first { total += p } }
+        let ratio = total.hitRatio.map { " hit ratio \(percent($0))" } ?? ""
+        let running = snaps.filter { $0.state == .running }.count
+        return "\(snaps.count) VMs (\(running) running), \(total.counters.events) events,\(ratio)"
+    }
+
+    // MARK: - Running
+
+    /// Runs until SIGTERM or SIGINT; returns the exit code.
+    public func run() async throws -> Int32 {
+        let server = ControlServer(daemon: self)
+        do {
+            try await server.start()
+        } catch {
+            logger.critical("cannot serve the control socket: \(error)", metadata: ["nestcache.event": "startup"])
+            return 1
+        }
+        startWorkloads()
+        logger.notice("nestcached \(Self.version) serving \(Self.workloads(config).count) workloads on \(server.description), config \(configPath ?? "(embedded default)")",
+                      metadata: ["nestcache.event": "startup"])
+        _ = notifier.ready(status: statusLine())
+
+        let timers = startTimers()
+        let (terminated, terminate) = AsyncStream<Void>.makeStream()
+        let signals = installSignalHandlers(onTerminate: { terminate.yield() })
+        for await _ in terminated { break }
+        _ = notifier.stopping()
+        for s in signals { s.cancel() }
+        for t in timers { t.cancel() }
+        let runners = state.withLock { $0.runners }
+        for r in runners { r.stop() }
+        await server.stop()
+        for s in snapshots() { logSummary(s, event: "shutdown") }
+        logger.notice("nestcached stopping: \(statusLine())", metadata: ["nestcache.event": "shutdown"])
+        return 0
+    }
+
+    /// SIGHUP reloads; SIGTERM and SIGINT end `run` (once).
+    func installSignalHandlers(onTerminate: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+        let fired = Atomic<Bool>(false)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGHUP, SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: signalQueue)
+            s.setEventHandler { [self] in
+                if sig == SIGHUP {
+                    reload()
+                } else if !fired.exchange(true, ordering: .relaxed) {
+                    logger.notice("signal \(sig == SIGTERM ? "SIGTERM" : "SIGINT"): draining", metadata: ["nestcache.event": "shutdown"])
+                    onTerminate()
+                }
+            }
+            s.resume()
+            sources.append(s)
+        }
+        return sources
+    }
+
+    /// Watchdog, status, summary and textfile timers.
+    func startTimers() -> [DispatchSourceTimer] {
+        var timers: [DispatchSourceTimer] = []
+        func every(_ seconds: Double, _ body: @escaping @Sendable () -> Void) {
+            let t = DispatchSource.makeTimerSource(queue: signalQueue)
+            t.schedule(deadline: .now() + seconds, repeating: seconds, leeway: .milliseconds(50))
+            t.setEventHandler(handler: body)
+            t.resume()
+            timers.append(t)
+        }
+        if let interval = notifier.watchdogInterval {
+            // Half the interval, as sd_watchdog_enabled(3) advises; WATCHDOG=1 only while every
+            // vCPU queue that has work finished some since the last tick.
+            let seconds = max(Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18, 0.02) / 2
+            let last = Mutex<[String: UInt64]>([:])
+            every(seconds) { [self] in
+                let vms = directory.all
+                let stalled = last.withLock { seen in
+                    let stuck = vms.filter { vm in seen[vm.id].map { vm.isStalled(since: $0) } ?? false }.map(\.id)
+                    seen = Dictionary(uniqueKeysWithValues: vms.map { ($0.id, $0.completed.load(ordering: .relaxed)) })
+                    return stuck
+                }
+                if stalled.isEmpty {
+                    _ = notifier.watchdog()
+                } else {
+                    logger.warning("vCPU queues of \(stalled.joined(separator: ", ")) made no progress: withholding WATCHDOG=1",
+                                   metadata: ["nestcache.event": "thrash"])
+                }
+            }
+        }
+        every(5) { [self] in _ = notifier.status(statusLine()) }
+        let c = config.daemon
+        if c.summaryIntervalS > 0 {
+            every(c.summaryIntervalS) { [self] in for s in snapshots() { logSummary(s, event: "summary") } }
+        }
+        if c.textfile != nil {
+            every(max(1, min(c.summaryIntervalS > 0 ? c.summaryIntervalS : 15, 15))) { [self] in writeTextfile() }
+        }
+        return timers
+    }
+
+    func logSummary(_ s: VMSnapshot, event: String) {
+        guard let p = s.stats.first, let policy = s.policies.first else { return }
+        let shadows = zip(s.policies.dropFirst(), s.stats.dropFirst()).map { "\($0)=\($1.hitRatio.map(percent) ?? "-")" }
+        var metadata: Logger.Metadata = [
+            "nestcache.event": "\(event)", "nestcache.vm": "\(s.id)", "nestcache.policy": "\(policy)",
+        ]
+        if let r = p.hitRatio { metadata["nestcache.hit_ratio"] = "\(format6(r))" }
+        logger.info("\(s.id) [\(s.state.rawValue)] \(policy): \(p.counters.events) events, \(p.counters.switches) switches, hit ratio \(p.hitRatio.map(percent) ?? "-"), \(p.counters.recycles) recycles, \(p.counters.uncached) uncached, \(p.gauges.mappedPages) pages mapped; shadows \(shadows.joined(separator: " "))",
+                    metadata: metadata)
+        if event == "summary", let r = p.hitRatio, r < 0.05, p.counters.switches >= 1000 {
+            logger.warning("\(s.id): \(policy) hits \(percent(r)) of switches: thrashing", metadata: metadata.merging(["nestcache.event": "thrash"]) { $1 })
+        }
+    }
+
+    func writeTextfile() {
+        guard let path = config.daemon.textfile else { return }
+        let text = Metrics.render(snapshots(vcpus: true), uptimeSeconds: uptimeSeconds, version: Self.version)
+        let err = writeFileAtomically(path, text)
+        if err != 0 {
+            logger.warning("textfile \(path): \(String(cString: strerror(err)))", metadata: ["nestcache.event": "summary"])
+        }
+    }
+}
+
+func percent(_ r: Double) -> String { format6((r * 10_000).rounded() / 100) + "%" }
+
+func environment() -> [String: String] {
+    var env: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        p += 1
+    }
+    return env
+}

@@ -1,0 +1,129 @@
+import Logging
+import NestCacheCore
+import NestCacheWorkload
+
+/// A configuration problem: `FILE:LINE: message`, exit 78 (DESIGN §7, §10).
+public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var file: String
+    public var line: Int?
+    public var message: String
+
+    public init(file: String, line: Int?, _ message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String {
+        if let line { return "\(file):\(line): \(message)" }
+        return "\(file): \(message)"
+    }
+
+    public static let exitCode: Int32 = 78
+}
+
+/// How fast a workload is fed: as fast as the queues take it, at its own timestamps, or scaled.
+public enum Speed: Sendable, Equatable, CustomStringConvertible {
+    case max
+    case realtime
+    /// `factor` times real time (2 = twice as fast).
+    case factor(Double)
+
+    public init?(text: String) {
+        switch text {
+        case "max": self = .max
+        case "realtime": self = .realtime
+        default:
+            guard let f = Double(text), f.isFinite, f > 0, f <= 1e9 else { return nil }
+            self = .factor(f)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .max: "max"
+        case .realtime: "realtime"
+        case .factor(let f): format(f)
+        }
+    }
+
+    /// Wall-clock nanoseconds per trace nanosecond; nil for `max`.
+    var scale: Double? {
+        switch self {
+        case .max: nil
+        case .realtime: 1
+        case .factor(let f): 1 / f
+        }
+    }
+}
+
+/// `strict`: trace order, counters identical to `nestcache replay`; `concurrent`: vCPU queues
+/// of a VM may interleave (DESIGN §7).
+public enum Ordering: String, Sendable, Equatable, CaseIterable {
+    case strict, concurrent
+}
+
+/// The daemon's configuration (DESIGN §7), validated.
+public struct DaemonConfig: Sendable, Equatable {
+    public struct DaemonSection: Sendable, Equatable {
+        /// nil: `/run/nestcache/nestcached.sock` as root, else `$XDG_RUNTIME_DIR/nestcache/...`.
+        public var socket: String?
+        public var socketMode: UInt32 = 0o660
+        public var maxClients = 64
+        public var idleTimeoutS = 30.0
+        public var logLevel = Logger.Level.info
+        public var summaryIntervalS = 60.0
+        public var textfile: String?
+    }
+
+    public struct Defaults: Sendable, Equatable {
+        public var policy = PolicySpec.seed
+        public var shadowPolicies: [PolicySpec] = [.perVCPULRU(k: 3), .single, .mapPerEntry]
+        public var pagesPerContext = 4
+        public var cost = CostModel.default
+    }
+
+    /// A `[[vm]]`: one simulated VM.
+    public struct SimulatedVM: Sendable, Equatable {
+        public var id: String
+        public var workload: WorkloadSpec
+        public var policy: PolicySpec
+        public var shadowPolicies: [PolicySpec]
+        public var speed: Speed
+        public var line: Int
+    }
+
+    /// A `[[replay]]`: a trace whose VMs are all served under their own ids.
+    public struct ReplaySource: Sendable, Equatable {
+        public var trace: String
+        public var format: TraceFileSequence.Format
+        public var speed: Speed
+        public var loop: Bool
+        public var ordering: Ordering
+        public var vm: String?
+        public var policy: PolicySpec
+        public var shadowPolicies: [PolicySpec]
+        public var line: Int
+    }
+
+    public var daemon = DaemonSection()
+    public var defaults = Defaults()
+    public var vms: [SimulatedVM] = []
+    public var replays: [ReplaySource] = []
+    /// Where it came from (`(embedded default)` for the built-in one) and its text, for `show config`.
+    public var path = ""
+    public var text = ""
+
+    public init() {}
+
+    /// The socket path: configured, else DESIGN §8's default for this user.
+    public func socketPath(uid: UInt32, environment: [String: String]) -> String {
+        if let s = daemon.socket { return s }
+        if uid != 0, let xdg = environment["XDG_RUNTIME_DIR"], !xdg.isEmpty { return xdg + "/nestcache/nestcached.sock" }
+        return "/run/nestcache/nestcached.sock"
+    }
+}
+
+func format(_ d: Double) -> String {
+    d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
+}

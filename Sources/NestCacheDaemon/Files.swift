@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import NestCacheWorkload
+
+/// The whole file as UTF-8 text, or nil when it cannot be read. Configuration files only.
+func readTextFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while bytes.count <= limit {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0, errno == EINTR { continue }
+        guard n >= 0 else { return nil }
+        if n == 0 { return String(decoding: bytes, as: UTF8.self) }
+        bytes += chunk[..<n]
+    }
+    return nil
+}
+
+func isReadableFile(_ path: String) -> Bool {
+    var st = stat()
+    return access(path, R_OK) == 0 && stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, then rename.
+func writeFileAtomically(_ path: String, _ text: String) -> Int32 {
+    let tmp = "\(path).tmp-\(getpid())"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return errno }
+    var s = text
+    let err = s.withUTF8 { Syscall.writeAll(fd, UnsafeRawBufferPointer($0)) }
+    close(fd)
+    guard err == 0 else { unlink(tmp); return err }
+    guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); return e }
+    return 0
+}
+
+/// Standard error, unbuffered, for executables' one-line messages.
+public enum FileHandleStderr {
+    public static func write(_ s: String) {
+        var s = s
+        _ = s.withUTF8 { Syscall.writeAll(2, UnsafeRawBufferPointer($0)) }
+    }
+}

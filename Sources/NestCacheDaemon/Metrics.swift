@@ -1,0 +1,113 @@
+import NestCacheCore
+import NestCacheWorkload
+
+/// Prometheus text exposition format 0.0.4 for `show metrics` and the textfile output.
+///
+/// Every counter of DESIGN §4 as `nestcache_NAME_total{vm,policy}` for the primary and each
+/// shadow policy; gauges without the suffix; the primary policy's per-vCPU `hits`, `misses`,
+/// `recycles` and `steals` with a `vcpu` label; the lock wait per VM. Series are sorted by VM, then by
+/// policy order in the configuration, so scrapes diff cleanly.
+public enum Metrics {
+    static let counterHelp: [String: String] = [
+        "events": "Events applied (load + enter + clear).",
+        "loads": "VMPTRLD events.",
+        "entries": "Nested VM entries (VMLAUNCH/VMRESUME/VMRUN).",
+        "clears": "VMCLEAR events.",
+        "switches": "Switches to another control block.",
+        "hits": "Switches served by a cached context.",
+        "misses": "Switches not served by a cached context.",
+        "allocs": "Misses that allocated a new context.",
+        "recycles": "Misses that recycled an existing context.",
+        "uncached": "Misses that got no context.",
+        "steals": "Hits on a context attached to another vCPU.",
+        "migrations": "Switches to a control block last switched to on another vCPU.",
+        "migration_hits": "Migrations served by a cached context.",
+        "map_pages": "Guest pages mapped into the host.",
+        "unmap_pages": "Guest pages unmapped from the host.",
+    ]
+    static let gaugeHelp: [String: String] = [
+        "contexts": "Contexts that exist (tables, per-vCPU lists, fallbacks).",
+        "free": "Contexts on the per-VM free list.",
+        "mapped_pages": "Guest pages mapped into the host right now.",
+        "peak_mapped_pages": "Highest mapped_pages after any event.",
+    ]
+
+    public static func render(_ vms: [VMSnapshot], uptimeSeconds: Double, version: String) -> String {
+        var out = ""
+        out.reserveCapacity(256 + vms.count * 4096)
+        family(&out, "nestcache_build_info", "gauge", "Version of nestcached.")
+        out += "nestcache_build_info{version=\"\(escape(version))\"} 1\n"
+        family(&out, "nestcache_uptime_seconds", "gauge", "Seconds since nestcached started.")
+        out += "nestcache_uptime_seconds \(number(uptimeSeconds))\n"
+
+        for (i, name) in Counters.names.enumerated() {
+            family(&out, "nestcache_\(name)_total", "counter", counterHelp[name] ?? name)
+            for vm in vms {
+                for (p, stats) in zip(vm.policies, vm.stats) {
+                    out += "nestcache_\(name)_total{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.counters.values[i])\n"
+                }
+            }
+        }
+        for (i, name) in Gauges.names.enumerated() {
+            family(&out, "nestcache_\(name)", "gauge", gaugeHelp[name] ?? name)
+            for vm in vms {
+                for (p, stats) in zip(vm.policies, vm.stats) {
+                    out += "nestcache_\(name){vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.gauges.values[i])\n"
+                }
+            }
+        }
+        family(&out, "nestcache_hit_ratio", "gauge", "hits / switches (absent before the first switch).")
+        for vm in vms {
+            for (p, stats) in zip(vm.policies, vm.stats) {
+                if let r = stats.hitRatio { out += "nestcache_hit_ratio{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(number(r))\n" }
+            }
+        }
+        family(&out, "nestcache_exposure", "gauge", "peak_mapped_pages * 4096 / guest memory bytes.")
+        for vm in vms {
+            for (p, stats) in zip(vm.policies, vm.stats) {
+                if let x = stats.exposure { out += "nestcache_exposure{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(number(x))\n" }
+            }
+        }
+        for name in ["hits", "misses", "recycles", "steals"] {
+            guard let i = Counters.names.firstIndex(of: name) else { continue }
+            family(&out, "nestcache_vcpu_\(name)_total", "counter", "Per L1 vCPU, primary policy: " + (counterHelp[name] ?? name))
+            for vm in vms {
+                guard let p = vm.policies.first else { continue }
+                for (v, c) in vm.vcpus.enumerated() where c.events > 0 {
+                    out += "nestcache_vcpu_\(name)_total{vm=\"\(escape(vm.id))\",vcpu=\"\(v)\",policy=\"\(p)\"} \(c.values[i])\n"
+                }
+            }
+        }
+        family(&out, "nestcache_lock_wait_seconds_total", "counter", "Time vCPU queues waited for the VM's engine lock.")
+        for vm in vms {
+            out += "nestcache_lock_wait_seconds_total{vm=\"\(escape(vm.id))\",policy=\"\(vm.policies.first?.description ?? "")\"} \(number(Double(vm.lockWait.totalNs) / 1e9))\n"
+        }
+        family(&out, "nestcache_vm_running", "gauge", "1 while the VM's workload is running, 0 when paused, done or failed.")
+        for vm in vms {
+            out += "nestcache_vm_running{vm=\"\(escape(vm.id))\",policy=\"\(vm.policies.first?.description ?? "")\",state=\"\(vm.state.rawValue)\"} \(vm.state == .running ? 1 : 0)\n"
+        }
+        return out
+    }
+
+    static func family(_ out: inout String, _ name: String, _ type: String, _ help: String) {
+        out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    /// Label values escape backslash, double quote and newline (format 0.0.4).
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    static func number(_ d: Double) -> String {
+        d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)) : "NaN"
+    }
+}

@@ -1,0 +1,131 @@
+import Dispatch
+import NestCacheCore
+import NestCacheWorkload
+import Synchronization
+
+/// A VM's state as the control socket reports it (DESIGN §8).
+public enum VMState: String, Sendable {
+    case running, paused, done, failed
+}
+
+/// How long vCPU queues waited for a VM's lock: one of the costs the review asked about (a
+/// per-VM table needs a VM-wide lock; a per-vCPU LRU in the kernel would not).
+public struct LockWait: Sendable, Equatable {
+    public var totalNs: UInt64 = 0
+    public var maxNs: UInt64 = 0
+    /// Batches applied (each takes the lock once).
+    public var acquisitions: UInt64 = 0
+}
+
+/// What one consistent look at a VM gives: every policy's counters and gauges taken under the
+/// VM's lock, so the identities of DESIGN §4 hold inside it while the engine runs.
+public struct VMSnapshot: Sendable {
+    public var id: String
+    public var state: VMState
+    /// `M`: declared, or the vCPUs seen so far.
+    public var l1VCPUs: Int
+    /// Primary first, then the shadows, in configuration order.
+    public var policies: [PolicySpec]
+    public var stats: [StatsSnapshot]
+    /// The primary policy's per-vCPU counters (only when asked for).
+    public var vcpus: [Counters]
+    public var lockWait: LockWait
+    /// Events applied since start (or reset).
+    public var events: UInt64 { stats.first?.counters.events ?? 0 }
+}
+
+/// One VM served by the daemon: its engines (primary, then shadows) behind one lock, and one
+/// serial DispatchQueue per L1 vCPU that applies that vCPU's batches.
+///
+/// Engines are fed batches of events that all name this VM as index 0 of `registry`.
+public final class VMRuntime: Sendable {
+    public let id: String
+    public let policies: [PolicySpec]
+    let registry: VMRegistry
+
+    struct Engines: Sendable {
+        var engines: [any PolicyEngine]
+        var lockWait = LockWait()
+    }
+
+    let engines: Mutex<Engines>
+    /// Serial queues by vCPU index, created as vCPUs appear.
+    let queues = Mutex<[DispatchQueue]>([])
+    /// Batches handed to and finished by the queues: the watchdog's measure of progress.
+    let submitted = Atomic<UInt64>(0)
+    let completed = Atomic<UInt64>(0)
+    let stateValue = Atomic<UInt8>(0)
+
+    init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int) {
+        self.id = info.id
+        self.policies = policies
+        var r = VMRegistry()
+        r.update(r.intern(info.id), info)
+        self.registry = r
+        var engines = policies.map { $0.makeEngine(defaultPagesPerContext: defaultPagesPerContext) }
+        for i in engines.indices { engines[i].sync(with: r) }
+        self.engines = Mutex(Engines(engines: engines))
+        if let m = info.l1VCPUs { _ = queue(m - 1) }
+    }
+
+    public var state: VMState {
+        get { [.running, .paused, .done, .failed][Int(stateValue.load(ordering: .relaxed))] }
+    }
+
+    func setState(_ s: VMState) {
+        let raw: UInt8 = switch s {
+        case .running: 0
+        case .paused: 1
+        case .done: 2
+        case .failed: 3
+        }
+        stateValue.store(raw, ordering: .relaxed)
+    }
+
+    /// vCPU `v`'s queue, creating queues up to it.
+    func queue(_ v: Int) -> DispatchQueue {
+        queues.withLock { qs in
+            while qs.count <= v {
+                qs.append(DispatchQueue(label: "nestcache.\(id).vcpu\(qs.count)", qos: .userInitiated))
+            }
+            return qs[v]
+        }
+    }
+
+    /// Applies events of this VM (index 0) to every engine under the VM's lock, recording the wait.
+    /// Called on a vCPU queue (or inline in tests).
+    func apply(_ events: UnsafeBufferPointer<Event>) {
+        let asked = DispatchTime.now().uptimeNanoseconds
+        engines.withLock { e in
+            let waited = DispatchTime.now().uptimeNanoseconds &- asked
+            e.lockWait.totalNs &+= waited
+            e.lockWait.acquisitions &+= 1
+            if waited > e.lockWait.maxNs { e.lockWait.maxNs = waited }
+            for i in e.engines.indices { e.engines[i].apply(events, registry: registry) }
+        }
+    }
+
+    /// One consistent snapshot of every policy (and the primary's per-vCPU counters if asked).
+    public func snapshot(vcpus: Bool = false) -> VMSnapshot {
+        engines.withLock { e in
+            let stats = e.engines.map { $0.snapshot(vm: 0) }
+            let perVCPU = vcpus ? e.engines.first.map { $0.vcpuCounters(vm: 0) } ?? [] : []
+            return VMSnapshot(
+                id: id, state: state, l1VCPUs: e.engines.first?.l1VCPUs(vm: 0) ?? 0, policies: policies, stats: stats,
+                vcpus: perVCPU, lockWait: e.lockWait)
+        }
+    }
+
+    /// Zeroes every policy's counters and the lock statistics (state and mappings are kept).
+    public func resetCounters() {
+        engines.withLock { e in
+            for i in e.engines.indices { e.engines[i].resetCounters(vm: 0) }
+            e.lockWait = LockWait()
+        }
+    }
+
+    /// True when a batch has been waiting on some queue since `lastCompleted` was read.
+    func isStalled(since lastCompleted: UInt64) -> Bool {
+        completed.load(ordering: .relaxed) == lastCompleted && submitted.load(ordering: .relaxed) > lastCompleted
+    }
+}

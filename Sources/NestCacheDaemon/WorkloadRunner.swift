@@ -1,0 +1,297 @@
+import Dispatch
+import Logging
+import NestCacheCore
+import NestCacheWorkload
+import Synchronization
+
+/// What feeds one workload: a simulated VM or a replayed trace (DESIGN §7).
+public enum WorkloadKind: Sendable, Equatable {
+    case simulated(DaemonConfig.SimulatedVM)
+    case replay(DaemonConfig.ReplaySource)
+
+    var speed: Speed {
+        switch self {
+        case .simulated(let v): v.speed
+        case .replay(let r): r.speed
+        }
+    }
+
+    var ordering: Ordering {
+        switch self {
+        case .simulated: .concurrent
+        case .replay(let r): r.ordering
+        }
+    }
+
+    var policies: [PolicySpec] {
+        switch self {
+        case .simulated(let v): [v.policy] + v.shadowPolicies
+        case .replay(let r): [r.policy] + r.shadowPolicies
+        }
+    }
+
+    var name: String {
+        switch self {
+        case .simulated(let v): "vm \(v.id)"
+        case .replay(let r): "replay \(r.trace)"
+        }
+    }
+
+    func makeSource() throws(TraceError) -> any EventSource {
+        switch self {
+        case .simulated(let v): v.workload.makeSource()
+        case .replay(let r):
+            TraceFileSequence(paths: [r.trace], format: r.format, vm: r.vm, invalidLines: .fail)
+        }
+    }
+}
+
+/// The VMs the daemon serves, by id, in order of arrival: shared by the runners (which add VMs
+/// as their sources name them) and the control socket (which reads them).
+public final class VMDirectory: Sendable {
+    let vms = Mutex<[VMRuntime]>([])
+
+    /// Adds `vm` unless its id is taken; returns whether it was added.
+    func add(_ vm: VMRuntime) -> Bool {
+        vms.withLock { list in
+            guard !list.contains(where: { $0.id == vm.id }) else { return false }
+            list.append(vm)
+            return true
+        }
+    }
+
+    func remove(_ ids: Set<String>) {
+        vms.withLock { $0.removeAll { ids.contains($0.id) } }
+    }
+
+    /// Every VM, sorted by id.
+    public var all: [VMRuntime] { vms.withLock { $0 }.sorted { $0.id < $1.id } }
+
+    public func vm(_ id: String) -> VMRuntime? { vms.withLock { $0.first { $0.id == id } } }
+}
+
+/// Feeds one workload's events to its VMs' vCPU queues.
+///
+/// Event-driven, so a thousand workloads need no thousand threads: `pump()` runs on the
+/// runner's own serial `feeder` queue, takes the events that are due (all of a batch at speed
+/// `max`), splits them by VM and vCPU, and hands each vCPU its slice as one closure. Concurrent
+/// ordering lets a VM's vCPU queues run in parallel and pumps again when all slices are done;
+/// strict ordering applies runs of consecutive same-vCPU events one after another, in trace
+/// order, so the counters equal `nestcache replay`'s. Every mutable field below is touched only on
+/// `feeder`.
+public final class WorkloadRunner: @unchecked Sendable {
+    public let kind: WorkloadKind
+    let directory: VMDirectory
+    let defaultPagesPerContext: Int
+    let logger: Logger
+    let feeder: DispatchQueue
+
+    private var source: (any EventSource)?
+    /// VMs of this workload by id, and the source's registry index -> VM.
+    private var vmsByID: [String: VMRuntime] = [:]
+    private var byIndex: [VMRuntime?] = []
+    private var pending: [Event] = []
+    private var next = 0
+    private var isPaused = false
+    private var isStopped = false
+    private var isFinished = false
+    /// Pacing: the wall-clock start and the trace time it corresponds to; loops add an offset.
+    private var wallStart: UInt64 = 0
+    private var traceStart: UInt64?
+    private var loopOffset: UInt64 = 0
+    private var lastTime: UInt64 = 0
+    private var buckets: [[Event]] = []
+
+    static let batchSize = 4096
+
+    init(kind: WorkloadKind, directory: VMDirectory, defaultPagesPerContext: Int, logger: Logger) {
+        self.kind = kind
+        self.directory = directory
+        self.defaultPagesPerContext = defaultPagesPerContext
+        self.logger = logger
+        self.feeder = DispatchQueue(label: "nestcache.feed.\(kind.name)")
+    }
+
+    /// The VMs this runner has created so far.
+    public var vmIDs: [String] { feeder.sync { vmsByID.keys.sorted() } }
+
+    func start() {
+        feeder.async { [self] in
+            do throws(TraceError) {
+                source = try kind.makeSource()
+                adoptNewVMs()
+                wallStart = DispatchTime.now().uptimeNanoseconds
+                pump()
+            } catch {
+                fail(error)
+            }
+        }
+    }
+
+    /// Stops feeding; the VMs stay until the caller removes them. Waits for the feeder.
+    func stop() {
+        feeder.sync { isStopped = true }
+    }
+
+    func setPaused(_ paused: Bool) {
+        feeder.async { [self] in
+            guard !isStopped, !isFinished, paused != isPaused else { return }
+            isPaused = paused
+            for vm in vmsByID.values { vm.setState(paused ? .paused : .running) }
+            if !paused {
+                // Resume the clock where it stopped: the pause is not made up at full speed.
+                if let t = traceStart { _ = t; traceStart = nil }
+                pump()
+            }
+        }
+    }
+
+    // MARK: - Feeding
+
+    private func pump() {
+        guard !isStopped, !isPaused, !isFinished else { return }
+        do throws(TraceError) {
+            if next >= pending.count {
+                guard var s = source else { return }
+                let more = try s.next(into: &pending, limit: Self.batchSize)
+                source = s
+                next = 0
+                adoptNewVMs()
+                if !more {
+                    if case .replay(let r) = kind, r.loop {
+                        loopOffset = lastTime &+ 1
+                        source = try kind.makeSource()
+                        feeder.async { [self] in pump() }
+                    } else {
+                        finish()
+                    }
+                    return
+                }
+            }
+            let end = dueEnd()
+            if end == next {
+                // Nothing due yet: come back when the next event is (at most 100 ms, to stay responsive).
+                let wait = min(waitNs(for: pending[next]), 100_000_000)
+                feeder.asyncAfter(deadline: .now() + .nanoseconds(Int(wait))) { [self] in pump() }
+                return
+            }
+            dispatch(next..<end)
+            next = end
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Wall-clock nanoseconds from now until `e` is due; 0 at speed max.
+    private func waitNs(for e: Event) -> UInt64 {
+        guard let scale = kind.speed.scale else { return 0 }
+        let t = e.timeNs &+ loopOffset
+        if traceStart == nil {
+            traceStart = t
+            wallStart = DispatchTime.now().uptimeNanoseconds
+        }
+        let due = wallStart &+ UInt64(Double(t &- (traceStart ?? t)) * scale)
+        let now = DispatchTime.now().uptimeNanoseconds
+        return due > now ? due - now : 0
+    }
+
+    /// The end of the run of pending events that are due now.
+    private func dueEnd() -> Int {
+        if kind.speed.scale == nil { return pending.count }
+        var i = next
+        while i < pending.count, waitNs(for: pending[i]) == 0 { i += 1 }
+        return i
+    }
+
+    private func dispatch(_ range: Range<Int>) {
+        lastTime = pending[range.upperBound - 1].timeNs &+ loopOffset
+        if kind.ordering == .strict {
+            // Runs of consecutive events of one vCPU, one after another, in trace order.
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let first = pending[i]
+                var j = i + 1
+                while j < range.upperBound, pending[j].vm == first.vm, pending[j].vcpu == first.vcpu { j += 1 }
+                guard let vm = byIndex[Int(first.vm)] else { i = j; continue }
+                var run = Array(pending[i..<j])
+                for k in run.indices { run[k].vm = 0 }
+                vm.submitted.add(1, ordering: .relaxed)
+                vm.queue(Int(first.vcpu)).sync {
+                    run.withUnsafeBufferPointer { vm.apply($0) }
+                }
+                vm.completed.add(1, ordering: .relaxed)
+                i = j
+            }
+            feeder.async { [self] in pump() }
+            return
+        }
+        // Concurrent: one slice per (VM, vCPU), order kept within each.
+        var slots: [(vm: VMRuntime, vcpu: Int, bucket: Int)] = []
+        var slotOf: [Int: Int] = [:]
+        for i in range {
+            let e = pending[i]
+            guard let vm = byIndex[Int(e.vm)] else { continue }
+            let key = Int(e.vm) << 16 | Int(e.vcpu)
+            let b: Int
+            if let s = slotOf[key] {
+                b = slots[s].bucket
+            } else {
+                b = slots.count
+                slotOf[key] = b
+                slots.append((vm, Int(e.vcpu), b))
+                if buckets.count <= b { buckets.append([]) }
+                buckets[b].removeAll(keepingCapacity: true)
+            }
+            var local = e
+            local.vm = 0
+            buckets[b].append(local)
+        }
+        let group = DispatchGroup()
+        for slot in slots {
+            let events = buckets[slot.bucket]
+            slot.vm.submitted.add(1, ordering: .relaxed)
+            slot.vm.queue(slot.vcpu).async(group: group) {
+                events.withUnsafeBufferPointer { slot.vm.apply($0) }
+                slot.vm.completed.add(1, ordering: .relaxed)
+            }
+        }
+        group.notify(queue: feeder) { [self] in pump() }
+    }
+
+    /// Creates the VMs the source has named since the last look.
+    private func adoptNewVMs() {
+        guard let registry = source?.registry else { return }
+        while byIndex.count < registry.count {
+            let info = registry.infos[byIndex.count]
+            if let vm = vmsByID[info.id] {
+                byIndex.append(vm)  // a loop of the same trace
+                continue
+            }
+            let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext)
+            guard directory.add(vm) else {
+                byIndex.append(nil)
+                logger.error("VM id already served by another workload; its events are ignored",
+                             metadata: ["nestcache.event": "trace-error", "nestcache.vm": "\(info.id)"])
+                continue
+            }
+            vmsByID[info.id] = vm
+            byIndex.append(vm)
+            if isPaused { vm.setState(.paused) }
+            logger.info("VM started: \(kind.name), policy \(kind.policies[0]), shadows \(kind.policies.dropFirst().map(\.description).joined(separator: ","))",
+                        metadata: ["nestcache.event": "vm-start", "nestcache.vm": "\(info.id)",
+                                   "nestcache.policy": "\(kind.policies[0])"])
+        }
+    }
+
+    private func finish() {
+        isFinished = true
+        for vm in vmsByID.values { vm.setState(.done) }
+        logger.info("\(kind.name) reached its end", metadata: ["nestcache.event": "vm-stop"])
+    }
+
+    private func fail(_ error: TraceError) {
+        isFinished = true
+        for vm in vmsByID.values { vm.setState(.failed) }
+        logger.error("\(kind.name): \(error)", metadata: ["nestcache.event": "trace-error"])
+    }
+}
