@@ -63,6 +63,10 @@ let package = Package(
             dependencies: ["NestCacheCore", "NestCacheReference"],
             swiftSettings: strict),
         .testTarget(
+            name: "NestCacheDaemonTests",
+            dependencies: ["NestCacheDaemon", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .testTarget(
             name: "NestCacheWorkloadTests",
             dependencies: ["NestCacheCore", "NestCacheWorkload"],
             swiftSettings: strict),

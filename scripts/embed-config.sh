@@ -10,6 +10,7 @@ out=Sources/NestCacheDaemon/EmbeddedConfig.swift
   echo 'enum EmbeddedConfig {'
   echo '    static let text = #"""'
   cat config/nestcached.toml
+  echo  # a multi-line literal drops its last newline: keep the file's
   echo '"""#'
   echo '}'
 } > "$out.tmp"

@@ -66,5 +66,6 @@ seed = 3
 # loop = false                  # start over at the end (else the VMs stay, state "done")
 # ordering = "strict"           # strict: counters identical to `nestcache replay`
 # vm = "capture"                # the VM id for an ftrace file without tgids
+
 """#
 }

@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+@testable import NestCacheDaemon
+import NestCacheCore
+import NestCacheWorkload
+import Testing
+
+@Suite struct WorkloadRunnerTests {
+    /// A native trace of a simulated two-VM workload, written to a temporary file.
+    static func trace() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("runner-\(UUID().uuidString).trace").path
+        var a = SimulationSpec()
+        a.vm = "a"
+        a.l1VCPUs = 4
+        a.l2VCPUs = 40
+        a.length = .events(20_000)
+        a.scheduler = .random
+        var b = a
+        b.vm = "b"
+        b.seed = 9
+        b.scheduler = .pinned
+        b.migrationRate = 0.1
+        try NativeTraceWriter.write(to: path) { (w: inout NativeTraceWriter) throws(TraceError) in
+            // Interleave the two VMs batch by batch, as one stream with times that never decrease.
+            var registry = VMRegistry()
+            let ia = registry.intern("a")
+            registry.update(ia, a.vmInfo)
+            let ib = registry.intern("b")
+            registry.update(ib, b.vmInfo)
+            var sa = Simulator(a)
+            var sb = Simulator(b)
+            var ba: [Event] = []
+            var bb: [Event] = []
+            var t: UInt64 = 0
+            while true {
+                let moreA = try sa.next(into: &ba, limit: 100)
+                let moreB = try sb.next(into: &bb, limit: 70)
+                if !moreA && !moreB { break }
+                var merged = ba.map { e -> Event in var e = e; e.vm = ia; return e } + bb.map { e -> Event in var e = e; e.vm = ib; return e }
+                for i in merged.indices { t += 1; merged[i].timeNs = t }
+                try w.write(merged, registry: registry)
+            }
+            try w.finish(registry: registry)
+        }
+        return path
+    }
+
+    static func waitUntilDone(_ directory: VMDirectory, count: Int) async throws {
+        for _ in 0..<500 {
+            let vms = directory.all
+            if vms.count == count, vms.allSatisfy({ $0.state == .done }) { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("workload did not finish")
+    }
+
+    /// DESIGN §7: strict ordering gives exactly the counters of `nestcache replay`, for the primary
+    /// and every shadow.
+    @Test func strictOrderingEqualsOfflineReplay() async throws {
+        let path = try Self.trace()
+        let policies: [PolicySpec] = [.seed, .perVCPULRU(k: 3), .single, .mapPerEntry]
+        let source = DaemonConfig.ReplaySource(
+            trace: path, format: .native, speed: .max, loop: false, ordering: .strict, vm: nil,
+            policy: policies[0], shadowPolicies: Array(policies.dropFirst()), line: 1)
+        let directory = VMDirectory()
+        let runner = WorkloadRunner(kind: .replay(source), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
+        runner.start()
+        try await Self.waitUntilDone(directory, count: 2)
+
+        for (i, spec) in policies.enumerated() {
+            let files = TraceFileSequence(paths: [path], format: .native, vm: nil, invalidLines: .fail)
+            var engines = [spec.makeEngine()]
+            try NestCacheWorkload.Replay.drive(files, into: &engines)
+            for vm in directory.all {
+                guard let index = files.registry.index(of: vm.id) else { Issue.record("no \(vm.id)"); continue }
+                let offline = engines[0].snapshot(vm: index)
+                let live = vm.snapshot().stats[i]
+                #expect(live.counters == offline.counters, "\(vm.id) \(spec)")
+                #expect(live.gauges == offline.gauges, "\(vm.id) \(spec)")
+            }
+        }
+        #expect(directory.all.map { $0.snapshot().events } == [20_000, 20_000])
+    }
+
+    /// Concurrent ordering may interleave vCPUs but loses nothing, and every snapshot taken while
+    /// it runs satisfies the identities of DESIGN §4.
+    @Test func concurrentOrderingLosesNothingAndSnapshotsAreConsistent() async throws {
+        let path = try Self.trace()
+        let source = DaemonConfig.ReplaySource(
+            trace: path, format: .auto, speed: .max, loop: false, ordering: .concurrent, vm: nil,
+            policy: .seed, shadowPolicies: [.perVCPULRU(k: 1)], line: 1)
+        let directory = VMDirectory()
+        let runner = WorkloadRunner(kind: .replay(source), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
+        runner.start()
+        var checked = 0
+        for _ in 0..<200 {
+            for vm in directory.all {
+                for s in vm.snapshot().stats {
+                    #expect(s.brokenIdentity == nil, "\(vm.id): \(s.brokenIdentity ?? "")")
+                    checked += 1
+                }
+            }
+            if directory.all.count == 2, directory.all.allSatisfy({ $0.state == .done }) { break }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        try await Self.waitUntilDone(directory, count: 2)
+        #expect(checked > 0)
+        for vm in directory.all {
+            let s = vm.snapshot()
+            #expect(s.events == 20_000)
+            #expect(s.stats.allSatisfy { $0.counters.events == 20_000 && $0.counters.switches == s.stats[0].counters.switches })
+            #expect(s.lockWait.acquisitions > 0)
+        }
+    }
+
+    @Test func pauseStopsFeedingAndResumeGoesOn() async throws {
+        var spec = SimulationSpec()
+        spec.vm = "p"
+        spec.length = .events(SimulationSpec.maxEvents)
+        let vm = DaemonConfig.SimulatedVM(id: "p", workload: .simulate(spec), policy: .seed, shadowPolicies: [], speed: .factor(50), line: 1)
+        let directory = VMDirectory()
+        let runner = WorkloadRunner(kind: .simulated(vm), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
+        runner.start()
+        try await Task.sleep(for: .milliseconds(200))
+        runner.setPaused(true)
+        try await Task.sleep(for: .milliseconds(100))
+        let rt = try #require(directory.vm("p"))
+        #expect(rt.state == .paused)
+        let a = rt.snapshot().events
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(rt.snapshot().events == a)
+        runner.setPaused(false)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(rt.state == .running)
+        #expect(rt.snapshot().events > a)
+        runner.stop()
+    }
+}
