@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(
             name: "nestcache",
             dependencies: [
-                "NestCacheCore", "NestCacheWorkload",
+                "NestCacheCore", "NestCacheWorkload", "NestCacheDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

@@ -11,7 +11,7 @@ struct NestCacheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nestcache",
         abstract: "Replay, simulate and compare KVM nested-context caching policies.",
-        subcommands: [Replay.self, Compare.self])
+        subcommands: [Replay.self, Compare.self, Show.self, Ping.self, Reset.self, Pause.self, Resume.self, Reload.self])
 }
 
 /// Options shared by the commands that read traces.
