@@ -56,7 +56,10 @@ let package = Package(
             swiftSettings: strict),
         .executableTarget(
             name: "nestcache-bench",
-            dependencies: ["NestCacheCore", "NestCacheWorkload", "NestCacheReference"],
+            dependencies: [
+                "NestCacheCore", "NestCacheWorkload", "NestCacheReference", "NestCacheDaemon",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "NestCacheCoreTests",

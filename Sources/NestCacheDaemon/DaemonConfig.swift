@@ -91,6 +91,15 @@ public struct DaemonConfig: Sendable, Equatable {
         public var shadowPolicies: [PolicySpec]
         public var speed: Speed
         public var line: Int
+
+        public init(id: String, workload: WorkloadSpec, policy: PolicySpec, shadowPolicies: [PolicySpec], speed: Speed, line: Int = 0) {
+            self.id = id
+            self.workload = workload
+            self.policy = policy
+            self.shadowPolicies = shadowPolicies
+            self.speed = speed
+            self.line = line
+        }
     }
 
     /// A `[[replay]]`: a trace whose VMs are all served under their own ids.

@@ -86,7 +86,10 @@ public final class VMRuntime: Sendable {
     func queue(_ v: Int) -> DispatchQueue {
         queues.withLock { qs in
             while qs.count <= v {
-                qs.append(DispatchQueue(label: "nestcache.\(id).vcpu\(qs.count)", qos: .userInitiated))
+                // Targeting the (non-overcommit) global queue keeps the thread count near the
+                // core count: a serial queue of its own would be overcommit on Linux, and tens of
+                // thousands of them, blocking on VM locks, would each get a thread.
+                qs.append(DispatchQueue(label: "nestcache.\(id).vcpu\(qs.count)", target: .global(qos: .userInitiated)))
             }
             return qs[v]
         }

@@ -51,6 +51,8 @@ public enum WorkloadKind: Sendable, Equatable {
 public final class VMDirectory: Sendable {
     let vms = Mutex<[VMRuntime]>([])
 
+    public init() {}
+
     /// Adds `vm` unless its id is taken; returns whether it was added.
     func add(_ vm: VMRuntime) -> Bool {
         vms.withLock { list in
@@ -102,20 +104,32 @@ public final class WorkloadRunner: @unchecked Sendable {
     private var lastTime: UInt64 = 0
     private var buckets: [[Event]] = []
 
-    static let batchSize = 4096
+    /// Events read at a time: a full batch at speed max; fewer when paced, so a thousand slow
+    /// VMs do not each hold 4096 future events (about 100 KB) in memory.
+    let batchSize: Int
+    let queueLayout: QueueLayout
 
-    init(kind: WorkloadKind, directory: VMDirectory, defaultPagesPerContext: Int, logger: Logger) {
+    /// How a VM's events reach queues: one serial queue per L1 vCPU (the daemon), or a single
+    /// queue for the whole VM (the benchmark's comparison).
+    public enum QueueLayout: Sendable {
+        case perVCPU, single
+    }
+
+    public init(kind: WorkloadKind, directory: VMDirectory, defaultPagesPerContext: Int, logger: Logger,
+                queueLayout: QueueLayout = .perVCPU) {
+        self.batchSize = kind.speed == .max ? 4096 : 256
+        self.queueLayout = queueLayout
         self.kind = kind
         self.directory = directory
         self.defaultPagesPerContext = defaultPagesPerContext
         self.logger = logger
-        self.feeder = DispatchQueue(label: "nestcache.feed.\(kind.name)")
+        self.feeder = DispatchQueue(label: "nestcache.feed.\(kind.name)", target: .global(qos: .userInitiated))
     }
 
     /// The VMs this runner has created so far.
     public var vmIDs: [String] { feeder.sync { vmsByID.keys.sorted() } }
 
-    func start() {
+    public func start() {
         feeder.async { [self] in
             do throws(TraceError) {
                 source = try kind.makeSource()
@@ -129,7 +143,7 @@ public final class WorkloadRunner: @unchecked Sendable {
     }
 
     /// Stops feeding; the VMs stay until the caller removes them. Waits for the feeder.
-    func stop() {
+    public func stop() {
         feeder.sync { isStopped = true }
     }
 
@@ -153,7 +167,7 @@ public final class WorkloadRunner: @unchecked Sendable {
         do throws(TraceError) {
             if next >= pending.count {
                 guard var s = source else { return }
-                let more = try s.next(into: &pending, limit: Self.batchSize)
+                let more = try s.next(into: &pending, limit: batchSize)
                 source = s
                 next = 0
                 adoptNewVMs()
@@ -216,7 +230,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                 var run = Array(pending[i..<j])
                 for k in run.indices { run[k].vm = 0 }
                 vm.submitted.add(1, ordering: .relaxed)
-                vm.queue(Int(first.vcpu)).sync {
+                vm.queue(queueLayout == .single ? 0 : Int(first.vcpu)).sync {
                     run.withUnsafeBufferPointer { vm.apply($0) }
                 }
                 vm.completed.add(1, ordering: .relaxed)
@@ -231,14 +245,14 @@ public final class WorkloadRunner: @unchecked Sendable {
         for i in range {
             let e = pending[i]
             guard let vm = byIndex[Int(e.vm)] else { continue }
-            let key = Int(e.vm) << 16 | Int(e.vcpu)
+            let key = Int(e.vm) << 16 | (queueLayout == .single ? 0 : Int(e.vcpu))
             let b: Int
             if let s = slotOf[key] {
                 b = slots[s].bucket
             } else {
                 b = slots.count
                 slotOf[key] = b
-                slots.append((vm, Int(e.vcpu), b))
+                slots.append((vm, queueLayout == .single ? 0 : Int(e.vcpu), b))
                 if buckets.count <= b { buckets.append([]) }
                 buckets[b].removeAll(keepingCapacity: true)
             }

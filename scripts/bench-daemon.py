@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""nestcached under load (BENCHMARKS.md): `show stats json` latency with 64 concurrent clients
+while a 16-vCPU VM runs at speed max, and resident memory with 1,000 simulated VMs of 64 vCPUs.
+
+usage: scripts/bench-daemon.py [--bin .build/release/nestcached] [--clients 64] [--requests 200]
+"""
+import argparse, os, socket, statistics, subprocess, tempfile, threading, time
+
+def request(path, line, timeout=10):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(path)
+    s.sendall((line + "\n").encode())
+    buf = b""
+    while not buf.endswith(b"\n\n"):
+        d = s.recv(1 << 16)
+        if not d:
+            break
+        buf += d
+    s.close()
+    return buf
+
+def start(binary, config_text, tmp):
+    cfg = os.path.join(tmp, "bench.toml")
+    sock = os.path.join(tmp, "bench.sock")
+    with open(cfg, "w") as f:
+        f.write(config_text)
+    p = subprocess.Popen([binary, "--config", cfg, "--socket", sock], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(500):
+        if os.path.exists(sock):
+            try:
+                request(sock, "ping")
+                return p, sock
+            except OSError:
+                pass
+        time.sleep(0.01)
+    p.kill()
+    raise SystemExit("nestcached did not start")
+
+def stop(p):
+    p.terminate()
+    p.wait(timeout=5)
+
+def latency(binary, clients, requests):
+    config = """
+[daemon]
+max_clients = 256
+summary_interval_s = 0
+[defaults]
+policy = "per-vm-table:8"
+shadow_policies = ["per-vcpu-lru:3", "single", "map-per-entry"]
+[[vm]]
+id = "load"
+l1_vcpus = 16
+speed = "max"
+[vm.simulate]
+preset = "cloud-mixed"
+l2_vcpus = 128
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        p, sock = start(binary, config, tmp)
+        time.sleep(1)
+        lat = []
+        lock = threading.Lock()
+        def client():
+            mine = []
+            for _ in range(requests):
+                t = time.perf_counter()
+                request(sock, "show stats json")
+                mine.append(time.perf_counter() - t)
+            with lock:
+                lat.extend(mine)
+        e0 = int(request(sock, "show stats load json").split(b'"events":')[1].split(b",")[0])
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        wall = time.perf_counter() - t0
+        e1 = int(request(sock, "show stats load json").split(b'"events":')[1].split(b",")[0])
+        stop(p)
+    lat.sort()
+    q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1000
+    print(f"show stats json with {clients} concurrent clients x {requests} requests, a 16-vCPU VM at speed max:")
+    print(f"| p50 (ms) | p99 (ms) | max (ms) | requests/s | engine M events/s meanwhile |")
+    print(f"| ---: | ---: | ---: | ---: | ---: |")
+    print(f"| {q(0.5):.3f} | {q(0.99):.3f} | {lat[-1]*1000:.3f} | {len(lat)/wall:.0f} | {(e1-e0)/wall/1e6:.2f} |")
+
+def rss(binary, vms, vcpus):
+    parts = ["[daemon]\nsummary_interval_s = 0\n"]
+    for i in range(vms):
+        parts.append(f'[[vm]]\nid = "vm{i}"\nl1_vcpus = {vcpus}\n[vm.simulate]\nl2_vcpus = {vcpus * 4}\nswitch_rate_hz = 10\nseed = {i + 1}\n')
+    with tempfile.TemporaryDirectory() as tmp:
+        p, sock = start(binary, "".join(parts), tmp)
+        time.sleep(5)
+        out = request(sock, "show info json")
+        with open(f"/proc/{p.pid}/status") as f:
+            status = {l.split(":")[0]: l.split(":")[1].strip() for l in f}
+        stop(p)
+    print(f"{vms} simulated VMs of {vcpus} L1 vCPUs (4 policies each), after 5 s: VmRSS {status['VmRSS']}, "
+          f"VmHWM {status['VmHWM']}, threads {status['Threads']}")
+
+if __name__ == "__main__":
+    a = argparse.ArgumentParser()
+    a.add_argument("--bin", default=".build/release/nestcached")
+    a.add_argument("--clients", type=int, default=64)
+    a.add_argument("--requests", type=int, default=200)
+    a.add_argument("--vms", type=int, default=1000)
+    a.add_argument("--vcpus", type=int, default=64)
+    args = a.parse_args()
+    latency(args.bin, args.clients, args.requests)
+    rss(args.bin, args.vms, args.vcpus)
