@@ -62,5 +62,9 @@ let package = Package(
             name: "NestCacheWorkloadTests",
             dependencies: ["NestCacheCore", "NestCacheWorkload"],
             swiftSettings: strict),
+        .testTarget(
+            name: "NestCacheDaemonTests",
+            dependencies: ["NestCacheDaemon", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
     ]
 )

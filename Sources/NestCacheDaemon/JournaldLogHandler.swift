@@ -157,17 +157,18 @@ public struct JournaldLogHandler: LogHandler {
     }
 
     /// The stderr form of a record, one line: `WARNING [thrash vm=web0 vcpu=3] message`.
-    /// The bracket holds `nestcache.event`'s value first, then the other keys sorted, without
-    /// their `nestcache.` prefix; it is left out when there is no metadata. Newlines in the message
+    /// The bracket holds `nestcache.event`'s value first, then the other keys without their
+    /// `nestcache.` prefix, sorted by that name; it is left out when there is no metadata. Newlines in the message
     /// are written as `\n`.
     public static func stderrLine(level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
         let prefix = "nestcache."
         var tags: [String] = []
         if let event = metadata["nestcache.event"] { tags.append(event.flatDescription) }
-        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) where key != "nestcache.event" {
-            let name = key.hasPrefix(prefix) ? key.dropFirst(prefix.count) : Substring(key)
-            tags.append("\(name)=\(value.flatDescription)")
+        let named = metadata.compactMap { key, value in
+            key == "nestcache.event"
+                ? nil : (name: key.hasPrefix(prefix) ? String(key.dropFirst(prefix.count)) : key, value: value)
         }
+        for (name, value) in named.sorted(by: { $0.name < $1.name }) { tags.append("\(name)=\(value.flatDescription)") }
         let head = level.rawValue.uppercased()
         let body = message.replacingOccurrences(of: "\n", with: "\\n")
         return tags.isEmpty ? "\(head) \(body)" : "\(head) [\(tags.joined(separator: " "))] \(body)"

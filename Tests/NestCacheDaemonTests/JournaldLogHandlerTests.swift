@@ -1,0 +1,164 @@
+import Foundation
+import Logging
+import NestCacheDaemon
+import Testing
+
+/// Field mapping and the stderr line without I/O; then records through a real systemd-journald
+/// (see ``JournaldFixture``), read back with `journalctl -o json`.
+@Suite struct JournaldLogHandlerTests {
+    // MARK: Pure mapping
+
+    @Test func prioritiesAreSyslogLevels() {
+        let expected: [(Logger.Level, Int)] = [
+            (.trace, 7), (.debug, 7), (.info, 6), (.notice, 5), (.warning, 4), (.error, 3), (.critical, 2),
+        ]
+        for (level, priority) in expected {
+            #expect(JournaldLogHandler.priority(for: level) == priority, "\(level)")
+        }
+    }
+
+    @Test func metadataKeysBecomeNestcacheFields() {
+        let expected = [
+            "nestcache.event": "NESTCACHE_EVENT",
+            "nestcache.vm": "NESTCACHE_VM",
+            "nestcache.vcpu": "NESTCACHE_VCPU",
+            "nestcache.policy": "NESTCACHE_POLICY",
+            "nestcache.hit_ratio": "NESTCACHE_HIT_RATIO",
+            "request": "NESTCACHE_REQUEST",
+            "trace-file.path": "NESTCACHE_TRACE_FILE_PATH",
+            "_PID": "NESTCACHE__PID",
+            "2nd": "NESTCACHE_2ND",
+            "größe": "NESTCACHE_GR__E",
+            "": "NESTCACHE_",
+        ]
+        for (key, field) in expected {
+            #expect(JournaldLogHandler.journalField(forMetadataKey: key) == field, "key \(key)")
+        }
+        let long = JournaldLogHandler.journalField(forMetadataKey: String(repeating: "k", count: 100))
+        #expect(long == "NESTCACHE_" + String(repeating: "K", count: 54))
+    }
+
+    @Test func fieldsInSendOrder() {
+        let fields = JournaldLogHandler.journalFields(
+            identifier: "nestcached", level: .warning, message: "thrashing",
+            metadata: ["nestcache.vm": "web0", "nestcache.event": "thrash", "VM": "shadowed", "nestcache.vcpu": "3"],
+            file: "Daemon.swift", line: 42, function: "summary()")
+        let rendered = fields.map { "\($0.name)=\($0.value)" }
+        // "VM" and "nestcache.vm" both map to NESTCACHE_VM; "nestcache.vm" sorts last and wins.
+        #expect(rendered == [
+            "MESSAGE=thrashing", "PRIORITY=4", "SYSLOG_IDENTIFIER=nestcached",
+            "CODE_FILE=Daemon.swift", "CODE_LINE=42", "CODE_FUNC=summary()",
+            "NESTCACHE_EVENT=thrash", "NESTCACHE_VCPU=3", "NESTCACHE_VM=web0",
+        ])
+    }
+
+    @Test func stderrLineIsOneLineWithEventFirst() {
+        #expect(JournaldLogHandler.stderrLine(level: .info, message: "serving", metadata: [:]) == "INFO serving")
+        let metadata: Logger.Metadata = [
+            "nestcache.vm": "web0", "nestcache.event": "thrash", "nestcache.hit_ratio": "0.42", "peer": "uid=0",
+        ]
+        #expect(JournaldLogHandler.stderrLine(level: .warning, message: "hit ratio fell\nbelow 0.5", metadata: metadata)
+            == #"WARNING [thrash hit_ratio=0.42 peer=uid=0 vm=web0] hit ratio fell\nbelow 0.5"#)
+        #expect(JournaldLogHandler.stderrLine(level: .error, message: "bad", metadata: ["nestcache.vm": "db1"])
+            == "ERROR [vm=db1] bad")
+    }
+
+    // MARK: Reachability
+
+    @Test func journalStreamMustNameStderr() {
+        var status = stat()
+        #expect(fstat(STDERR_FILENO, &status) == 0)
+        #expect(JournaldLogHandler.isStderrJournalStream("\(status.st_dev):\(status.st_ino)"))
+        #expect(!JournaldLogHandler.isStderrJournalStream("\(status.st_dev):\(status.st_ino + 1)"))
+        #expect(!JournaldLogHandler.isStderrJournalStream("\(status.st_dev)"))
+        #expect(!JournaldLogHandler.isStderrJournalStream("x:y"))
+        #expect(!JournaldLogHandler.isStderrJournalStream(nil))
+    }
+
+    @Test func reachableOnlyWhenADatagramSocketListens() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nc-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let missing = directory.appendingPathComponent("missing.sock").path
+        #expect(!JournaldLogHandler.isJournalReachable(environment: [:], socketPath: missing))
+
+        let regular = directory.appendingPathComponent("file").path
+        #expect(FileManager.default.createFile(atPath: regular, contents: Data()))
+        #expect(!JournaldLogHandler.isJournalReachable(environment: [:], socketPath: regular))
+
+        let bound = directory.appendingPathComponent("journal.sock").path
+        let server = try DatagramSocket(boundTo: bound)
+        defer { server.close() }
+        #expect(JournaldLogHandler.isJournalReachable(environment: [:], socketPath: bound))
+    }
+
+    // MARK: Real journald
+
+    @Test(.enabled(if: JournaldFixture.isAvailable, "needs a journald: \(JournaldFixture.unavailableReason ?? "")"))
+    func recordsReachJournaldWithTheirFields() async throws {
+        _ = try await JournaldFixture.ensureRunning()
+        let handler = try JournaldLogHandler()
+        #expect(handler.destination == .journal)
+        #expect(JournaldLogHandler.automatic().destination == .journal)
+
+        let testID = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        var logger = Logger(label: "nestcache.test") { _ in handler }
+        logger.logLevel = .debug
+        logger[metadataKey: "nestcache.test_id"] = "\(testID)"
+        logger[metadataKey: "nestcache.vm"] = "shadowed-by-the-call"
+
+        let thrashLine = #line + 1
+        logger.warning("web0: hit ratio 0.42 below 0.5", metadata: [
+            "nestcache.event": "thrash", "nestcache.vm": "web0", "nestcache.vcpu": "3",
+            "nestcache.policy": "per-vm-table:8", "nestcache.hit_ratio": "\(0.42)",
+        ])
+        logger.info("summary\nsecond line", metadata: ["nestcache.event": "summary"])
+        logger.debug("debug detail")
+        logger.trace("below the level: never sent")
+
+        let entries = try await JournaldFixture.entries(matching: "NESTCACHE_TEST_ID=\(testID)", atLeast: 3)
+        try #require(entries.count == 3, "entries: \(entries)")
+
+        let thrash = entries[0]
+        #expect(thrash["MESSAGE"] == "web0: hit ratio 0.42 below 0.5")
+        #expect(thrash["SYSLOG_IDENTIFIER"] == "nestcached")
+        #expect(thrash["PRIORITY"] == "4")
+        #expect(thrash["NESTCACHE_EVENT"] == "thrash")
+        #expect(thrash["NESTCACHE_VM"] == "web0")
+        #expect(thrash["NESTCACHE_VCPU"] == "3")
+        #expect(thrash["NESTCACHE_POLICY"] == "per-vm-table:8")
+        #expect(thrash["NESTCACHE_HIT_RATIO"] == "0.42")
+        #expect(thrash["NESTCACHE_TEST_ID"] == testID)
+        #expect(thrash["CODE_FILE"]?.hasSuffix("JournaldLogHandlerTests.swift") == true, "\(thrash["CODE_FILE"] ?? "-")")
+        #expect(thrash["CODE_LINE"] == "\(thrashLine)")
+        #expect(thrash["CODE_FUNC"] == "recordsReachJournaldWithTheirFields()")
+        #expect(thrash["_PID"] == "\(getpid())")
+        #expect(thrash["_TRANSPORT"] == "journal")
+
+        let summary = entries[1]
+        #expect(summary["MESSAGE"] == "summary\nsecond line")  // sd_journal_sendv's binary framing
+        #expect(summary["PRIORITY"] == "6")
+        #expect(summary["NESTCACHE_EVENT"] == "summary")
+        #expect(summary["NESTCACHE_VM"] == "shadowed-by-the-call")
+
+        let debug = entries[2]
+        #expect(debug["MESSAGE"] == "debug detail")
+        #expect(debug["PRIORITY"] == "7")
+        #expect(debug["NESTCACHE_EVENT"] == nil)
+    }
+
+    @Test(.enabled(if: JournaldFixture.isAvailable, "needs a journald: \(JournaldFixture.unavailableReason ?? "")"))
+    func identifierIsConfigurable() async throws {
+        _ = try await JournaldFixture.ensureRunning()
+        let identifier = "nestcached-test-\(UUID().uuidString.prefix(8).lowercased())"
+        let logger = Logger(label: "nestcache.test") { _ in JournaldLogHandler(identifier: identifier, destination: .journal) }
+        logger.critical("queue stalled", metadata: ["nestcache.vcpu": .stringConvertible(7)])
+
+        let entries = try await JournaldFixture.entries(matching: "SYSLOG_IDENTIFIER=\(identifier)")
+        try #require(entries.count == 1, "entries: \(entries)")
+        #expect(entries[0]["MESSAGE"] == "queue stalled")
+        #expect(entries[0]["PRIORITY"] == "2")
+        #expect(entries[0]["NESTCACHE_VCPU"] == "7")
+    }
+}
