@@ -24,8 +24,10 @@ public enum JournaldError: Error, Equatable, Sendable {
 /// - ``init(identifier:)`` throws unless journald is reachable;
 /// - ``automatic(identifier:)`` falls back to ``Destination-swift.enum/stderr``: one line per
 ///   record, `LEVEL [event key=value ...] message` (see ``stderrLine(level:message:metadata:)``).
-/// If journald goes away later, `sd_journal_sendv` fails and that record is written to stderr
-/// instead; `log` never throws.
+/// If journald dies later and leaves its socket file, `sd_journal_sendv` fails (`ECONNREFUSED`) and
+/// that record is written to stderr instead; if the socket file itself is gone, libsystemd drops
+/// the record and reports success (by design: "fail silently if the journal is not available").
+/// `log` never throws.
 ///
 /// libsystemd always sends to ``journalSocketPath``; no other path can be configured.
 /// The handler is a value: copies share nothing but the destination (libsystemd keeps one socket
@@ -57,7 +59,8 @@ public struct JournaldLogHandler: LogHandler {
     /// (see ``isJournalReachable(environment:socketPath:)``).
     public init(identifier: String = "nestcached") throws(JournaldError) {
         let probe = Self.probeSocket(Self.journalSocketPath)
-        if probe != 0 && !Self.isStderrJournalStream(ProcessInfo.processInfo.environment["JOURNAL_STREAM"]) {
+        let journalStream = getenv("JOURNAL_STREAM").map { String(cString: $0) }
+        if probe != 0 && !Self.isStderrJournalStream(journalStream) {
             throw .journalUnreachable(path: Self.journalSocketPath, errno: probe)
         }
         self.init(identifier: identifier, destination: .journal)

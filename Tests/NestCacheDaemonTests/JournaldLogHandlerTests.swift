@@ -63,6 +63,56 @@ import Testing
             == "ERROR [vm=db1] bad")
     }
 
+    /// In a child process, so that its stderr can be read.
+    @Test func stderrDestinationWritesOneLinePerRecord() async throws {
+        let result = try await #require(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            var logger = Logger(label: "nestcache.test") { _ in JournaldLogHandler(destination: .stderr) }
+            logger.logLevel = .debug
+            logger.warning("hit ratio fell\nbelow 0.5", metadata: ["nestcache.event": "thrash", "nestcache.vm": "web0"])
+            logger.info("serving")
+            logger.trace("not at this level")
+        }
+        let lines = String(decoding: result.standardErrorContent, as: UTF8.self).split(separator: "\n")
+        #expect(lines == [#"WARNING [thrash vm=web0] hit ratio fell\nbelow 0.5"#, "INFO serving"])
+    }
+
+    /// Without a journal, in a child process that mounts an empty tmpfs over /run/systemd/journal
+    /// in a mount namespace of its own (the machine's journald is untouched):
+    /// - no socket file: the throwing init throws ENOENT and `automatic` picks stderr;
+    /// - a socket file nobody listens on (journald died): ECONNREFUSED likewise, and a handler made
+    ///   for the journal writes its records to stderr, because `sd_journal_sendv` now fails.
+    /// (With no socket file at all, libsystemd drops records silently and reports success.)
+    @Test(.enabled(if: geteuid() == 0, "needs root for a private mount namespace"))
+    func withoutJournalRecordsGoToStderr() async throws {
+        let result = try await #require(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            let path = JournaldLogHandler.journalSocketPath
+            // unshare(CLONE_NEWNS) is GNU-only in <sched.h>, so Swift does not import it.
+            typealias Unshare = @convention(c) (Int32) -> Int32
+            guard let unshare = dlsym(nil, "unshare").map({ unsafeBitCast($0, to: Unshare.self) }),
+                unshare(0x0002_0000) == 0,
+                mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) == 0,
+                mount("tmpfs", "/run/systemd/journal", "tmpfs", 0, nil) == 0
+            else { exit(2) }
+
+            guard JournaldLogHandler.automatic().destination == .stderr,
+                journaldInitError() == .journalUnreachable(path: path, errno: ENOENT)
+            else { exit(3) }
+
+            // A stale socket file: bound, then closed without unlinking.
+            guard let stale = makeUnixSocket(type: Int32(SOCK_DGRAM.rawValue), boundTo: path, listening: false)
+            else { exit(4) }
+            close(stale)
+            guard JournaldLogHandler.automatic().destination == .stderr,
+                journaldInitError() == .journalUnreachable(path: path, errno: ECONNREFUSED)
+            else { exit(5) }
+
+            let logger = Logger(label: "nestcache.test") { _ in JournaldLogHandler(destination: .journal) }
+            logger.error("journal gone", metadata: ["nestcache.event": "shutdown"])
+        }
+        let lines = String(decoding: result.standardErrorContent, as: UTF8.self).split(separator: "\n")
+        #expect(lines == ["ERROR [shutdown] journal gone"])
+    }
+
     // MARK: Reachability
 
     @Test func journalStreamMustNameStderr() {
@@ -160,5 +210,15 @@ import Testing
         #expect(entries[0]["MESSAGE"] == "queue stalled")
         #expect(entries[0]["PRIORITY"] == "2")
         #expect(entries[0]["NESTCACHE_VCPU"] == "7")
+    }
+}
+
+/// What the throwing init threw, or nil when it made a handler.
+private func journaldInitError() -> JournaldError? {
+    do {
+        _ = try JournaldLogHandler()
+        return nil
+    } catch {
+        return error
     }
 }
