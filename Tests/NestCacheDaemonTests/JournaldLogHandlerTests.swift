@@ -126,7 +126,7 @@ import Testing
     }
 
     @Test func reachableOnlyWhenADatagramSocketListens() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nc-\(UUID().uuidString.prefix(8))")
+        let directory = URL(fileURLWithPath: "/tmp/nc-\(UUID().uuidString.prefix(8).lowercased())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
 
@@ -180,7 +180,8 @@ import Testing
         #expect(thrash["NESTCACHE_POLICY"] == "per-vm-table:8")
         #expect(thrash["NESTCACHE_HIT_RATIO"] == "0.42")
         #expect(thrash["NESTCACHE_TEST_ID"] == testID)
-        #expect(thrash["CODE_FILE"]?.hasSuffix("JournaldLogHandlerTests.swift") == true, "\(thrash["CODE_FILE"] ?? "-")")
+        let codeFile = thrash["CODE_FILE"] ?? "-"
+        #expect(codeFile.hasSuffix("JournaldLogHandlerTests.swift"), "\(codeFile)")
         #expect(thrash["CODE_LINE"] == "\(thrashLine)")
         #expect(thrash["CODE_FUNC"] == "recordsReachJournaldWithTheirFields()")
         #expect(thrash["_PID"] == "\(getpid())")
@@ -202,7 +203,9 @@ import Testing
     func identifierIsConfigurable() async throws {
         _ = try await JournaldFixture.ensureRunning()
         let identifier = "nestcached-test-\(UUID().uuidString.prefix(8).lowercased())"
-        let logger = Logger(label: "nestcache.test") { _ in JournaldLogHandler(identifier: identifier, destination: .journal) }
+        let logger = Logger(label: "nestcache.test") { _ in
+            JournaldLogHandler(identifier: identifier, destination: .journal)
+        }
         logger.critical("queue stalled", metadata: ["nestcache.vcpu": .stringConvertible(7)])
 
         let entries = try await JournaldFixture.entries(matching: "SYSLOG_IDENTIFIER=\(identifier)")

@@ -180,7 +180,8 @@ private enum ActivationOutcome: Equatable {
 
 /// Does what systemd does for a socket unit with one socket of `type`: the socket at descriptor 3,
 /// `LISTEN_PID` this process, `LISTEN_FDS=1`; then calls ``SocketActivation/listenFDs()`` and
-/// puts descriptor 3 back. `.fds` only when the `LISTEN_*` variables are gone. For exit tests only: the process must have no other threads at work.
+/// puts descriptor 3 back. `.fds` only when the `LISTEN_*` variables are gone. For exit tests
+/// only: nothing else in the process may be using descriptor 3 meanwhile.
 private func activationProbe(type: Int32, listening: Bool, fdNames: String?) -> ActivationOutcome {
     let path = temporarySocketPath("listen")
     guard let socket = makeUnixSocket(type: type, boundTo: path, listening: listening) else { return .setupFailed }
