@@ -24,8 +24,10 @@ public enum JournaldError: Error, Equatable, Sendable {
 /// - ``init(identifier:)`` throws unless journald is reachable;
 /// - ``automatic(identifier:)`` falls back to ``Destination-swift.enum/stderr``: one line per
 ///   record, `LEVEL [event key=value ...] message` (see ``stderrLine(level:message:metadata:)``).
-/// If journald goes away later, `sd_journal_sendv` fails and that record is written to stderr
-/// instead; `log` never throws.
+/// If journald dies later and leaves its socket file, `sd_journal_sendv` fails (`ECONNREFUSED`) and
+/// that record is written to stderr instead; if the socket file itself is gone, libsystemd drops
+/// the record and reports success (by design: "fail silently if the journal is not available").
+/// `log` never throws.
 ///
 /// libsystemd always sends to ``journalSocketPath``; no other path can be configured.
 /// The handler is a value: copies share nothing but the destination (libsystemd keeps one socket
@@ -57,7 +59,8 @@ public struct JournaldLogHandler: LogHandler {
     /// (see ``isJournalReachable(environment:socketPath:)``).
     public init(identifier: String = "nestcached") throws(JournaldError) {
         let probe = Self.probeSocket(Self.journalSocketPath)
-        if probe != 0 && !Self.isStderrJournalStream(ProcessInfo.processInfo.environment["JOURNAL_STREAM"]) {
+        let journalStream = getenv("JOURNAL_STREAM").map { String(cString: $0) }
+        if probe != 0 && !Self.isStderrJournalStream(journalStream) {
             throw .journalUnreachable(path: Self.journalSocketPath, errno: probe)
         }
         self.init(identifier: identifier, destination: .journal)
@@ -157,17 +160,18 @@ public struct JournaldLogHandler: LogHandler {
     }
 
     /// The stderr form of a record, one line: `WARNING [thrash vm=web0 vcpu=3] message`.
-    /// The bracket holds `nestcache.event`'s value first, then the other keys sorted, without
-    /// their `nestcache.` prefix; it is left out when there is no metadata. Newlines in the message
+    /// The bracket holds `nestcache.event`'s value first, then the other keys without their
+    /// `nestcache.` prefix, sorted by that name; it is left out when there is no metadata. Newlines in the message
     /// are written as `\n`.
     public static func stderrLine(level: Logger.Level, message: String, metadata: Logger.Metadata) -> String {
         let prefix = "nestcache."
         var tags: [String] = []
         if let event = metadata["nestcache.event"] { tags.append(event.flatDescription) }
-        for (key, value) in metadata.sorted(by: { $0.key < $1.key }) where key != "nestcache.event" {
-            let name = key.hasPrefix(prefix) ? key.dropFirst(prefix.count) : Substring(key)
-            tags.append("\(name)=\(value.flatDescription)")
+        let named = metadata.compactMap { key, value in
+            key == "nestcache.event"
+                ? nil : (name: key.hasPrefix(prefix) ? String(key.dropFirst(prefix.count)) : key, value: value)
         }
+        for (name, value) in named.sorted(by: { $0.name < $1.name }) { tags.append("\(name)=\(value.flatDescription)") }
         let head = level.rawValue.uppercased()
         let body = message.replacingOccurrences(of: "\n", with: "\\n")
         return tags.isEmpty ? "\(head) \(body)" : "\(head) [\(tags.joined(separator: " "))] \(body)"

@@ -4,7 +4,7 @@
 /// Fixed windows per key: a key's window opens at the first message after the previous window
 /// ended and lasts `interval`. `thrash` warnings, one per VM per 60 s:
 /// ```
-/// var thrash = RateLimiter<VMID, ContinuousClock>(limit: 1, per: .seconds(60))
+/// var thrash = RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(60))   // key: VM id
 ///   t=0    admit(web0) -> .allow(suppressed: 0)   window [0, 60) opens
 ///   t=10   admit(web0) -> .suppress               1 suppressed
 ///   t=20   admit(web1) -> .allow(suppressed: 0)   web1 has its own window
