@@ -85,10 +85,10 @@ l2_vcpus = 128
     print(f"| ---: | ---: | ---: | ---: | ---: |")
     print(f"| {q(0.5):.3f} | {q(0.99):.3f} | {lat[-1]*1000:.3f} | {len(lat)/wall:.0f} | {(e1-e0)/wall/1e6:.2f} |")
 
-def rss(binary, vms, vcpus):
+def rss(binary, vms, vcpus, l2):
     parts = ["[daemon]\nsummary_interval_s = 0\n"]
     for i in range(vms):
-        parts.append(f'[[vm]]\nid = "vm{i}"\nl1_vcpus = {vcpus}\n[vm.simulate]\nl2_vcpus = {vcpus * 4}\nswitch_rate_hz = 10\nseed = {i + 1}\n')
+        parts.append(f'[[vm]]\nid = "vm{i}"\nl1_vcpus = {vcpus}\n[vm.simulate]\nl2_vcpus = {l2}\nswitch_rate_hz = 10\nseed = {i + 1}\n')
     with tempfile.TemporaryDirectory() as tmp:
         p, sock = start(binary, "".join(parts), tmp)
         time.sleep(5)
@@ -96,7 +96,7 @@ def rss(binary, vms, vcpus):
         with open(f"/proc/{p.pid}/status") as f:
             status = {l.split(":")[0]: l.split(":")[1].strip() for l in f}
         stop(p)
-    print(f"{vms} simulated VMs of {vcpus} L1 vCPUs (4 policies each), after 5 s: VmRSS {status['VmRSS']}, "
+    print(f"{vms} simulated VMs of {vcpus} L1 vCPUs and {l2} L2 vCPUs (4 policies each), after 5 s: VmRSS {status['VmRSS']}, "
           f"VmHWM {status['VmHWM']}, threads {status['Threads']}")
 
 if __name__ == "__main__":
@@ -108,4 +108,5 @@ if __name__ == "__main__":
     a.add_argument("--vcpus", type=int, default=64)
     args = a.parse_args()
     latency(args.bin, args.clients, args.requests)
-    rss(args.bin, args.vms, args.vcpus)
+    for l2 in (16, 4 * args.vcpus):  # the simulator's default, and 4 L2 vCPUs per L1 vCPU
+        rss(args.bin, args.vms, args.vcpus, l2)

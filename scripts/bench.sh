@@ -19,3 +19,8 @@ if command -v valgrind >/dev/null; then
 else
   echo "valgrind not installed: skipping the allocation count"
 fi
+echo
+swift build -c release --product nestcached >/dev/null
+"$bin/nestcache-bench" daemon
+echo
+python3 scripts/bench-daemon.py --bin "$bin/nestcached"

@@ -1,6 +1,6 @@
 /// A hash map from GPA to a small integer, for the per-event paths.
 ///
-/// Open addressing with linear probing over a power-of-two array, at most half full, and
+/// Open addressing with linear probing over a power-of-two array, at most 3/4 full, and
 /// backward-shift deletion (no tombstones, so a long-running table never degrades). GPAs are
 /// 4 KiB aligned, so the hash drops the low 12 bits and multiplies by 2^64/phi (Fibonacci
 /// hashing); the top bits pick the slot. `Dictionary<GPA, Int32>` does the same job at several
@@ -18,7 +18,7 @@ public struct GPAMap: Sendable {
 
     public init(minimumCapacity: Int = 8) {
         var slots = 16
-        while slots < minimumCapacity * 2 { slots <<= 1 }
+        while slots * 3 < minimumCapacity * 4 { slots <<= 1 }
         keys = Array(repeating: Self.empty, count: slots)
         values = Array(repeating: -1, count: slots)
         shift = UInt64(64 - slots.trailingZeroBitCount)
@@ -62,7 +62,7 @@ public struct GPAMap: Sendable {
             if k == Self.empty { break }
             i = (i &+ 1) & m
         }
-        if (count &+ 1) &* 2 > keys.count {
+        if (count &+ 1) &* 4 > keys.count &* 3 {
             grow()
             insertNew(key, value)
         } else {
@@ -153,6 +153,6 @@ public struct GPAMap: Sendable {
             }
         }
         precondition(n == count, "GPAMap: count \(count) but \(n) keys stored")
-        precondition(count * 2 <= keys.count, "GPAMap: more than half full")
+        precondition(count * 4 <= keys.count * 3, "GPAMap: more than 3/4 full")
     }
 }
