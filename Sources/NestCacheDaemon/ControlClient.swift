@@ -4,7 +4,7 @@ import Glibc
 import NestCacheWorkload
 
 /// A blocking client of the control socket, for `nestcache show ...` and scripts' tests.
-public struct ControlClient {
+public struct ControlClient: Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
     }

@@ -65,6 +65,9 @@ public final class VMRuntime: Sendable {
         var engines = policies.map { $0.makeEngine(defaultPagesPerContext: defaultPagesPerContext) }
         for i in engines.indices { engines[i].sync(with: r) }
         self.engines = Mutex(Engines(engines: engines))
+        self.published = Mutex(VMSnapshot(
+            id: info.id, state: .running, l1VCPUs: engines.first?.l1VCPUs(vm: 0) ?? 0, policies: policies,
+            stats: engines.map { $0.snapshot(vm: 0) }, vcpus: [], lockWait: LockWait()))
         if let m = info.l1VCPUs { _ = queue(m - 1) }
     }
 
@@ -108,15 +111,32 @@ public final class VMRuntime: Sendable {
         }
     }
 
-    /// One consistent snapshot of every policy (and the primary's per-vCPU counters if asked).
+    /// The latest snapshot published at a batch boundary: what the control socket reads.
+    ///
+    /// Readers never take the engines' lock: vCPU queues re-take that lock back to back, and a
+    /// futex is not fair, so a reader waiting on it under full load could wait for hundreds of
+    /// milliseconds. Instead the feeder publishes a snapshot when a batch is done (the lock is
+    /// then uncontended: it waits for its slices before the next batch), at most one batch
+    /// (4096 events) behind the engines, and exact once the VM is paused, done or failed.
+    let published: Mutex<VMSnapshot>
+
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {
-        engines.withLock { e in
-            let stats = e.engines.map { $0.snapshot(vm: 0) }
-            let perVCPU = vcpus ? e.engines.first.map { $0.vcpuCounters(vm: 0) } ?? [] : []
-            return VMSnapshot(
-                id: id, state: state, l1VCPUs: e.engines.first?.l1VCPUs(vm: 0) ?? 0, policies: policies, stats: stats,
-                vcpus: perVCPU, lockWait: e.lockWait)
+        var s = published.withLock { $0 }
+        s.state = state
+        if !vcpus { s.vcpus = [] }
+        return s
+    }
+
+    /// Takes a snapshot under the engines' lock and publishes it. Called by the feeder between
+    /// batches, and after a reset.
+    func publish() {
+        let s = engines.withLock { e in
+            VMSnapshot(
+                id: id, state: state, l1VCPUs: e.engines.first?.l1VCPUs(vm: 0) ?? 0, policies: policies,
+                stats: e.engines.map { $0.snapshot(vm: 0) }, vcpus: e.engines.first?.vcpuCounters(vm: 0) ?? [],
+                lockWait: e.lockWait)
         }
+        published.withLock { $0 = s }
     }
 
     /// Zeroes every policy's counters and the lock statistics (state and mappings are kept).
@@ -125,6 +145,7 @@ public final class VMRuntime: Sendable {
             for i in e.engines.indices { e.engines[i].resetCounters(vm: 0) }
             e.lockWait = LockWait()
         }
+        publish()
     }
 
     /// True when a batch has been waiting on some queue since `lastCompleted` was read.

@@ -221,6 +221,7 @@ public final class WorkloadRunner: @unchecked Sendable {
         lastTime = pending[range.upperBound - 1].timeNs &+ loopOffset
         if kind.ordering == .strict {
             // Runs of consecutive events of one vCPU, one after another, in trace order.
+            var touched: [ObjectIdentifier: VMRuntime] = [:]
             var i = range.lowerBound
             while i < range.upperBound {
                 let first = pending[i]
@@ -234,8 +235,10 @@ public final class WorkloadRunner: @unchecked Sendable {
                     run.withUnsafeBufferPointer { vm.apply($0) }
                 }
                 vm.completed.add(1, ordering: .relaxed)
+                touched[ObjectIdentifier(vm)] = vm
                 i = j
             }
+            for vm in touched.values { vm.publish() }
             feeder.async { [self] in pump() }
             return
         }
@@ -269,7 +272,11 @@ public final class WorkloadRunner: @unchecked Sendable {
                 slot.vm.completed.add(1, ordering: .relaxed)
             }
         }
-        group.notify(queue: feeder) { [self] in pump() }
+        let touched = Dictionary(slots.map { (ObjectIdentifier($0.vm), $0.vm) }, uniquingKeysWith: { a, _ in a }).values
+        group.notify(queue: feeder) { [self] in
+            for vm in touched { vm.publish() }
+            pump()
+        }
     }
 
     /// Creates the VMs the source has named since the last look.
@@ -299,13 +306,19 @@ public final class WorkloadRunner: @unchecked Sendable {
 
     private func finish() {
         isFinished = true
-        for vm in vmsByID.values { vm.setState(.done) }
+        for vm in vmsByID.values {
+            vm.setState(.done)
+            vm.publish()
+        }
         logger.info("\(kind.name) reached its end", metadata: ["nestcache.event": "vm-stop"])
     }
 
     private func fail(_ error: TraceError) {
         isFinished = true
-        for vm in vmsByID.values { vm.setState(.failed) }
+        for vm in vmsByID.values {
+            vm.setState(.failed)
+            vm.publish()
+        }
         logger.error("\(kind.name): \(error)", metadata: ["nestcache.event": "trace-error"])
     }
 }

@@ -4,6 +4,7 @@ import Logging
 import NestCacheCore
 import NestCacheDaemon
 import NestCacheWorkload
+import Synchronization
 
 /// Events/s through nestcached's runtime at speed max: one 16-vCPU simulated VM, the primary
 /// policy and 3 shadows, with one serial queue per vCPU and with a single queue.
@@ -39,4 +40,50 @@ func daemonThroughputBench() async throws {
         }
         print("| \(layout == .perVCPU ? "one per vCPU (16)" : "one for the VM") | \(fmt(median(rates))) | \(fmt(median(waits), 2)) |")
     }
+}
+
+/// `show stats json` round trips from `--clients` threads against a running daemon (`--socket`):
+/// p50, p99 and max in milliseconds. Native, so the client's own overhead stays small.
+func controlLatencyBench() throws {
+    let clients = option("--clients", default: 64)
+    let requests = option("--requests", default: 200)
+    // 0: a closed loop (each client asks again at once: saturation); else each client pauses so
+    // long between requests, as monitoring scripts polling every few ms would.
+    let intervalMs = option("--interval-ms", default: 0)
+    guard let i = CommandLine.arguments.firstIndex(of: "--socket"), i + 1 < CommandLine.arguments.count else {
+        print("latency needs --socket PATH")
+        exit(64)
+    }
+    let client = ControlClient(path: CommandLine.arguments[i + 1])
+    let results = UnsafeMutableBufferPointer<Double>.allocate(capacity: clients * requests)
+    defer { results.deallocate() }
+    let failures = Atomic<Int>(0)
+    let start = DispatchTime.now().uptimeNanoseconds
+    nonisolated(unsafe) let out = results
+    // One thread per client (concurrentPerform would run only as many as there are cores).
+    let group = DispatchGroup()
+    for c in 0..<clients {
+        group.enter()
+        Thread {
+        for r in 0..<requests {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            do {
+                let answer = try client.request("show stats json")
+                if !answer.hasPrefix("{\"uptime_s\"") { failures.add(1, ordering: .relaxed) }
+            } catch {
+                failures.add(1, ordering: .relaxed)
+            }
+            out[c * requests + r] = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            if intervalMs > 0 { usleep(UInt32(intervalMs * 1000)) }
+        }
+        group.leave()
+        }.start()
+    }
+    group.wait()
+    let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    let sorted = results.sorted()
+    func q(_ f: Double) -> Double { sorted[min(sorted.count - 1, Int(f * Double(sorted.count)))] }
+    print("| clients | pause between requests | p50 (ms) | p99 (ms) | max (ms) | requests/s | failures |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| \(clients) | \(intervalMs == 0 ? "none (closed loop)" : "\(intervalMs) ms") | \(fmt(q(0.5), 3)) | \(fmt(q(0.99), 3)) | \(fmt(sorted.last ?? 0, 3)) | \(fmt(Double(sorted.count) / wall, 0)) | \(failures.load(ordering: .relaxed)) |")
 }

@@ -3,6 +3,7 @@
 //   nestcache-bench engine [--events N]     policy engine vs the Dictionary/Array baseline
 //   nestcache-bench reader [--mb N]         native reader and replay end to end on a generated file
 //   nestcache-bench daemon [--events N]     nestcached's runtime: vCPU queues vs one queue
+//   nestcache-bench latency --socket PATH   `show stats json` round trips from many clients
 //   nestcache-bench alloc-probe --events N  one engine pass over N events (run under valgrind to
 //                                           count heap allocations; see BENCHMARKS.md)
 import Foundation
@@ -156,6 +157,7 @@ case "engine": engineBench()
 case "reader": try readerBench()
 case "alloc-probe": allocProbe()
 case "daemon": try await daemonThroughputBench()
+case "latency": try controlLatencyBench()
 default:
     print("usage: nestcache-bench engine|reader|alloc-probe [--events N] [--mb N] [--runs N]")
     exit(64)
