@@ -23,10 +23,11 @@ import Darwin
 /// spec, and each row depends only on its stream and policy: rows and their order are the same
 /// for every `jobs` and every schedule. With `jobs = 1` there is one task per stream (each stream
 /// is made once, all its policies fed together, as `compare` does). With more jobs each stream's
-/// policies are split into `g = min(policies, ⌈2·jobs / streams⌉)` groups: at least about two
-/// tasks per worker, for balance, while a stream is regenerated or re-read only as often as that
-/// needs (one large trace with 2 jobs: read twice, not once per policy). Workers take the next
-/// task in order until none is left; the first error, in task order, is thrown.
+/// policies are split into `g` groups, `g` chosen by `groupsPerStream(jobs:)` to finish first
+/// by a simple cost estimate: more groups balance the workers better, but each one makes its
+/// stream again (one large trace with 2 jobs: read twice, not once per policy; 6 ratios with 2
+/// jobs: each made once). Workers take the next task in order until none is left; the first
+/// error, in task order, is thrown.
 ///
 /// - Complexity: time O(streams · g · events + streams · policies · events) over `jobs` workers;
 ///   memory: one batch and one set of engines per running task.
@@ -181,8 +182,12 @@ public struct Sweep: Sendable {
 
     /// The tasks for `jobs` workers, in stream order then policy order (see the type's comment).
     func tasks(jobs: Int) -> [Task] {
+        tasks(groups: jobs <= 1 ? 1 : groupsPerStream(jobs: jobs))
+    }
+
+    /// Each stream's policies cut into `groups` contiguous groups of near-equal size.
+    func tasks(groups: Int) -> [Task] {
         let p = policies.count
-        let groups = jobs <= 1 ? 1 : min(p, (2 * jobs + streams.count - 1) / streams.count)
         var out: [Task] = []
         for s in streams.indices {
             for g in 0..<groups {
@@ -191,6 +196,29 @@ public struct Sweep: Sendable {
             }
         }
         return out
+    }
+
+    /// The number of groups per stream that finishes first by an estimate: a task costs
+    /// `streamCost + its policies` (one engine pass = 1; making the stream again costs about half
+    /// of that for the simulator, measured, and is taken as 1 for a trace reader), and workers
+    /// take tasks in order, each the next one when it is free (as `TaskBoard` hands them out).
+    /// Ties go to fewer groups (less total work). Only speed depends on this, never a row.
+    func groupsPerStream(jobs: Int) -> Int {
+        let streamCost: Double
+        if case .workload = input { streamCost = 0.5 } else { streamCost = 1 }
+        var best = (groups: 1, makespan: Double.infinity)
+        for g in 1...max(1, min(policies.count, 4 * jobs)) {
+            var free = Array(repeating: 0.0, count: jobs)
+            for t in tasks(groups: g) {
+                // The earliest free worker takes the next task.
+                var w = 0
+                for i in free.indices where free[i] < free[w] { w = i }
+                free[w] += streamCost + Double(t.policies.count)
+            }
+            let makespan = free.max() ?? 0
+            if makespan < best.makespan - 1e-9 { best = (g, makespan) }
+        }
+        return best.groups
     }
 
     /// Runs every configuration on up to `jobs` threads (`jobs <= 1`: on the calling thread).

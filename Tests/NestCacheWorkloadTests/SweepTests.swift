@@ -172,3 +172,21 @@ func sweepOfSelftestGivesDesignCountsPerR(mode: SelftestSpec.Mode) throws {
         }
     }
 }
+
+@Test func groupsPerStreamFollowsTheEstimate() throws {
+    // Costs (engine pass = 1, simulated stream = 0.5, trace read = 1), 2 workers taking tasks in order:
+    // 6 ratios x 11 policies: g = 1 -> 3 tasks of 11.5 each = 34.5; g = 2 -> 12 tasks of 6 or 7
+    //   (1 + 5 or 6 policies, 0.5 + ...) = 36.3: one group, each stream made once.
+    let defaults = try Sweep(input: .workload(.selftest(SelftestSpec(mode: .sched))))
+    #expect(defaults.groupsPerStream(jobs: 2) == 1)
+    // 5 ratios x 5 policies: g = 1 -> 5 tasks of 5.5, one worker runs 3 = 16.5; g = 2 -> groups
+    //   of 2 and 3 (2.5, 3.5), 10 tasks = 15.5 at worst.
+    let five = try Sweep(
+        input: .workload(.selftest(SelftestSpec(mode: .sched))), ratios: [1, 2, 4, 8, 16],
+        policies: [1, 2, 4, 8, 16].map { .perVMTable(contextsPerVCPU: $0) })
+    #expect(five.groupsPerStream(jobs: 2) == 2)
+    // One trace, 11 policies: g = 1 -> 12; g = 2 -> 1 + 5 and 1 + 6 in parallel = 7.
+    let files = try Sweep(input: .files(paths: ["x"], format: .native, vm: nil, invalidLines: .fail))
+    #expect(files.groupsPerStream(jobs: 2) == 2)
+    #expect(files.tasks(jobs: 1).count == 1)
+}
