@@ -26,8 +26,8 @@ import Darwin
 /// policies are split into `g` groups, `g` chosen by `groupsPerStream(jobs:)` to finish first
 /// by a simple cost estimate: more groups balance the workers better, but each one makes its
 /// stream again (one large trace with 2 jobs: read twice, not once per policy; 6 ratios with 2
-/// jobs: each made once). Workers take the next task in order until none is left; the first
-/// error, in task order, is thrown.
+/// jobs: each made once). Workers take the next task, largest groups first, until none is left;
+/// rows are assembled in task order; the first error, in task order, is thrown.
 ///
 /// - Complexity: time O(streams · g · events + streams · policies · events) over `jobs` workers;
 ///   memory: one batch and one set of engines per running task.
@@ -198,22 +198,32 @@ public struct Sweep: Sendable {
         return out
     }
 
+    /// The order workers take tasks in: largest group first (stable), so the short tasks fill
+    /// in at the end (longest processing time first).
+    static func takingOrder(_ tasks: [Task]) -> [Int] {
+        tasks.indices.sorted { a, b in
+            let (x, y) = (tasks[a].policies.count, tasks[b].policies.count)
+            return x != y ? x > y : a < b
+        }
+    }
+
     /// The number of groups per stream that finishes first by an estimate: a task costs
     /// `streamCost + its policies` (one engine pass = 1; making the stream again costs about half
     /// of that for the simulator, measured, and is taken as 1 for a trace reader), and workers
-    /// take tasks in order, each the next one when it is free (as `TaskBoard` hands them out).
-    /// Ties go to fewer groups (less total work). Only speed depends on this, never a row.
+    /// take tasks in `takingOrder`, each the next one when it is free (as `TaskBoard` hands them
+    /// out). Ties go to fewer groups (less total work). Only speed depends on this, never a row.
     func groupsPerStream(jobs: Int) -> Int {
         let streamCost: Double
         if case .workload = input { streamCost = 0.5 } else { streamCost = 1 }
         var best = (groups: 1, makespan: Double.infinity)
         for g in 1...max(1, min(policies.count, 4 * jobs)) {
+            let tasks = tasks(groups: g)
             var free = Array(repeating: 0.0, count: jobs)
-            for t in tasks(groups: g) {
+            for t in Self.takingOrder(tasks) {
                 // The earliest free worker takes the next task.
                 var w = 0
                 for i in free.indices where free[i] < free[w] { w = i }
-                free[w] += streamCost + Double(t.policies.count)
+                free[w] += streamCost + Double(tasks[t].policies.count)
             }
             let makespan = free.max() ?? 0
             if makespan < best.makespan - 1e-9 { best = (g, makespan) }
@@ -225,7 +235,7 @@ public struct Sweep: Sendable {
     /// Rows do not depend on `jobs`.
     public func run(jobs: Int = Sweep.defaultJobs) throws(TraceError) -> Result {
         let tasks = tasks(jobs: jobs)
-        let board = TaskBoard(count: tasks.count)
+        let board = TaskBoard(order: Self.takingOrder(tasks))
         let workers = max(1, min(jobs, tasks.count))
         if workers == 1 {
             board.work { i throws(TraceError) in try run(tasks[i]) }
@@ -288,15 +298,20 @@ public struct Sweep: Sendable {
     }
 }
 
-/// Hands out task indices in order and keeps each task's outcome in its slot; after a failure
-/// no new task starts. Shared by the sweep's workers; every access holds the lock.
+/// Hands out task indices in `order` and keeps each task's outcome in its slot (slots are in
+/// task order, whatever the order of running); after a failure no new task starts. Shared by
+/// the sweep's workers; every access holds the lock.
 final class TaskBoard: @unchecked Sendable {
     private let lock = DispatchQueue(label: "nestcache.sweep.board")
+    private let order: [Int]
     private var next = 0
     private var failed = false
     private var slots: [Result<Sweep.TaskOutput, TraceError>?]
 
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    init(order: [Int]) {
+        self.order = order
+        slots = Array(repeating: nil, count: order.count)
+    }
 
     /// Runs tasks until none is left or one has failed.
     func work(_ body: (Int) throws(TraceError) -> Sweep.TaskOutput) {
@@ -316,9 +331,9 @@ final class TaskBoard: @unchecked Sendable {
 
     private func take() -> Int? {
         lock.sync { () -> Int? in
-            guard !failed, next < slots.count else { return nil }
+            guard !failed, next < order.count else { return nil }
             defer { next += 1 }
-            return next
+            return order[next]
         }
     }
 

@@ -180,7 +180,7 @@ func sweepOfSelftestGivesDesignCountsPerR(mode: SelftestSpec.Mode) throws {
     let defaults = try Sweep(input: .workload(.selftest(SelftestSpec(mode: .sched))))
     #expect(defaults.groupsPerStream(jobs: 2) == 1)
     // 5 ratios x 5 policies: g = 1 -> 5 tasks of 5.5, one worker runs 3 = 16.5; g = 2 -> groups
-    //   of 2 and 3 (2.5, 3.5), 10 tasks = 15.5 at worst.
+    //   of 2 and 3 (2.5, 3.5), the five 3.5s first: 10.5 | 7, then the 2.5s: 15.5 | 14.5.
     let five = try Sweep(
         input: .workload(.selftest(SelftestSpec(mode: .sched))), ratios: [1, 2, 4, 8, 16],
         policies: [1, 2, 4, 8, 16].map { .perVMTable(contextsPerVCPU: $0) })
