@@ -262,24 +262,42 @@ func sweepBench() throws {
     let sweep = try Sweep(input: .workload(.simulate(base)), ratios: ratios, policies: policies)
     print("sweep: \(ratios.count * policies.count) configurations (per-vm-table:R, R = 1..16, x L2:L1 ratios 1..16), \(n)-event simulated stream each, 16 L1 vCPUs; median of \(runs) runs; \(Sweep.defaultJobs) processors online")
     var reference: [Sweep.Row]?
-    var result: [Int: Double] = [:]
+    var wall: [Int: Double] = [:]
+    var cpu: [Int: Double] = [:]
     for jobs in [1, 2] {
-        var times: [Double] = []
+        var times: [(wall: Double, cpu: Double)] = []
         for _ in 0..<runs {
             var rows: [Sweep.Row] = []
-            times.append(try seconds { rows = try sweep.run(jobs: jobs).rows })
+            let cpu0 = cpuSeconds()
+            let w = try seconds { rows = try sweep.run(jobs: jobs).rows }
+            times.append((w, cpuSeconds() - cpu0))
             if let reference { precondition(rows == reference, "sweep rows differ with jobs = \(jobs)") }
             reference = rows
         }
-        result[jobs] = median(times)
+        let m = times.sorted { $0.wall < $1.wall }[times.count / 2]
+        wall[jobs] = m.wall
+        cpu[jobs] = m.cpu
     }
     let configs = Double(ratios.count * policies.count)
-    let t1 = result[1] ?? 0
-    let t2 = result[2] ?? 0
-    print("| jobs | seconds | configurations/s | speed-up |")
-    print("| ---: | ---: | ---: | ---: |")
-    print("| 1 | \(fmt(t1, 2)) | \(fmt(configs / t1, 2)) | 1.00x |")
-    print("| 2 | \(fmt(t2, 2)) | \(fmt(configs / t2, 2)) | \(fmt(t1 / t2, 2))x |")
+    let t1 = wall[1] ?? 0
+    let t2 = wall[2] ?? 0
+    print("| jobs | wall s | CPU s (user + sys) | configurations/s | speed-up |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("| 1 | \(fmt(t1, 2)) | \(fmt(cpu[1] ?? 0, 2)) | \(fmt(configs / t1, 2)) | 1.00x |")
+    print("| 2 | \(fmt(t2, 2)) | \(fmt(cpu[2] ?? 0, 2)) | \(fmt(configs / t2, 2)) | \(fmt(t1 / t2, 2))x |")
+    print("(CPU s above wall s x jobs, or a speed-up far below 2 with CPU s near wall s, means other load on the machine.)")
+    print("load average after: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
+}
+
+/// User + system CPU time of this process so far, in seconds.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+    #else
+    getrusage(RUSAGE_SELF, &u)
+    #endif
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
 }
 
 switch CommandLine.arguments.dropFirst().first {
