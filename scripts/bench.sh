@@ -10,6 +10,12 @@ echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(dat
 echo
 "$bin/nestcache-bench" reader
 echo
+"$bin/nestcache-bench" simulate
+echo
+"$bin/nestcache-bench" ftrace
+echo
+"$bin/nestcache-bench" sweep
+echo
 if command -v valgrind >/dev/null; then
   echo "heap allocations (valgrind memcheck, whole process) for one per-vm-table:8 pass:"
   for n in 1000000 2000000; do

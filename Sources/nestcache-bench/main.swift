@@ -6,6 +6,9 @@
 //   nestcache-bench latency --socket PATH   `show stats json` round trips from many clients
 //   nestcache-bench alloc-probe --events N  one engine pass over N events (run under valgrind to
 //                                           count heap allocations; see BENCHMARKS.md)
+//   nestcache-bench simulate [--events N]   Simulator alone (no engine), per scheduler
+//   nestcache-bench ftrace [--mb N]         FtraceReader on a generated raw trace (from the simulator)
+//   nestcache-bench sweep [--events N]      a 25-configuration Sweep with jobs = 1 and jobs = 2
 import Foundation
 import NestCacheCore
 import NestCacheReference
@@ -152,13 +155,163 @@ func readerBench() throws {
     print("| `nestcache replay --json` end to end (per-vm-table:8) | \(fmt(size / median(replay) / 1e6)) | \(fmt(Double(eventCount) / median(replay) / 1e6)) |")
 }
 
+/// Drains a source; returns the number of events.
+func drain(_ source: some EventSource) throws -> Int {
+    var source = source
+    var batch: [Event] = []
+    var count = 0
+    while try source.next(into: &batch, limit: Replay.batchSize) { count += batch.count }
+    return count
+}
+
+/// The benchmarks' simulated VM: 16 L1 vCPUs, 128 L2 vCPUs, the given scheduler, 2% migrations.
+func benchSimulation(events: Int, scheduler: SimulationSpec.Scheduler = .pinned) -> SimulationSpec {
+    var s = SimulationSpec()
+    s.vm = "bench0"
+    s.l1VCPUs = 16
+    s.l2VCPUs = 128
+    s.scheduler = scheduler
+    s.migrationRate = 0.02
+    s.entriesPerSwitch = 4
+    s.length = .events(UInt64(events))
+    return s
+}
+
+func simulateBench() throws {
+    let n = option("--events", default: 10_000_000)
+    let runs = option("--runs", default: 3)
+    print("simulate: \(n) events per run, 16 L1 vCPUs, 128 L2 vCPUs, 4 entries per switch; median of \(runs) runs")
+    print("| scheduler | M events/s |")
+    print("| --- | ---: |")
+    for scheduler in SimulationSpec.Scheduler.allCases {
+        let spec = benchSimulation(events: n, scheduler: scheduler)
+        var times: [Double] = []
+        for _ in 0..<runs {
+            var count = 0
+            times.append(try seconds { count = try drain(Simulator(spec)) })
+            precondition(count == n, "simulator made \(count) events, not \(n)")
+        }
+        print("| \(scheduler.rawValue) | \(fmt(Double(n) / median(times) / 1e6)) |")
+    }
+}
+
+/// Raw `/sys/kernel/tracing/trace` lines for a simulated stream (Tests/Fixtures/ftrace forms):
+/// `load` is a `kvm_exit ... reason VMPTRLD`, `clear` a `kvm_exit ... reason VMCLEAR`, `enter` a
+/// `kvm_exit ... reason VMRESUME` then a `kvm_nested_vmenter` with the `vmcs:` GPA.
+func writeRawFtrace(path: String, megabytes: Int) throws {
+    let target = megabytes << 20
+    guard FileManager.default.createFile(atPath: path, contents: nil),
+          let out = FileHandle(forWritingAtPath: path) else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
+    }
+    defer { try? out.close() }
+    var text = "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |\n"
+    var written = 0
+    var source = Simulator(benchSimulation(events: Int.max / 2))
+    var batch: [Event] = []
+    func hex16(_ x: UInt64) -> String {
+        let h = String(x, radix: 16)
+        return String(repeating: "0", count: 16 - h.count) + h
+    }
+    while written < target, try source.next(into: &batch, limit: 4096) {
+        for e in batch {
+            let v = Int(e.vcpu)
+            let micros = String(e.timeNs / 1000 % 1_000_000)
+            let prefix = "       CPU \(v)/KVM-\(10_000 + v)   [\(String(repeating: "0", count: 3 - String(v % 1000).count))\(v % 1000)] "
+            let time = "\(1000 + e.timeNs / 1_000_000_000).\(String(repeating: "0", count: 6 - micros.count))\(micros): "
+            let reason: String
+            switch e.op {
+            case .load: reason = "VMPTRLD"
+            case .clear: reason = "VMCLEAR"
+            case .enter: reason = "VMRESUME"
+            }
+            text += prefix + "d.... " + time + "kvm_exit: vcpu \(v) reason \(reason) rip 0xffffffffc0a1b2c3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000\n"
+            if e.op == .enter {
+                text += prefix + "..... " + time + "kvm_nested_vmenter: rip: 0xffffffffc0a1b4d0 vmcs: 0x\(hex16(e.gpa.raw)) nested_rip: 0x00007f3a1c2e1000 int_ctl: 0x00000000 event_inj: 0x00000000 nested_ept=y nested_eptp: 0x000000010b00005e\n"
+            }
+        }
+        written += text.utf8.count
+        out.write(Data(text.utf8))
+        text = ""
+    }
+}
+
+func ftraceBench() throws {
+    let mb = option("--mb", default: 100)
+    let runs = option("--runs", default: 3)
+    let path = NSTemporaryDirectory() + "nestcache-bench-ftrace-\(mb)mb.txt"
+    let size0 = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64).flatMap { $0 } ?? 0
+    if size0 < UInt64(mb) << 20 { try writeRawFtrace(path: path, megabytes: mb) }
+    let size = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0)
+    print("ftrace: \(path), \(fmt(size / 1e6)) MB of raw trace lines generated from the simulator; median of \(runs) runs (page cache warm)")
+    var times: [Double] = []
+    var events = 0
+    for _ in 0..<runs {
+        times.append(try seconds { events = try drain(FtraceReader(path: path, vm: "bench0")) })
+    }
+    print("| stage | MB/s | M events/s |")
+    print("| --- | ---: | ---: |")
+    print("| FtraceReader alone | \(fmt(size / median(times) / 1e6)) | \(fmt(Double(events) / median(times) / 1e6)) |")
+}
+
+func sweepBench() throws {
+    let n = option("--events", default: 10_000_000)
+    let runs = option("--runs", default: 3)
+    var base = benchSimulation(events: n)
+    base.vm = "sweep0"
+    let ratios = [1, 2, 4, 8, 16]
+    let policies = [1, 2, 4, 8, 16].map { PolicySpec.perVMTable(contextsPerVCPU: $0) }
+    let sweep = try Sweep(input: .workload(.simulate(base)), ratios: ratios, policies: policies)
+    print("sweep: \(ratios.count * policies.count) configurations (per-vm-table:R, R = 1..16, x L2:L1 ratios 1..16), \(n)-event simulated stream each, 16 L1 vCPUs; median of \(runs) runs; \(Sweep.defaultJobs) processors online")
+    var reference: [Sweep.Row]?
+    var wall: [Int: Double] = [:]
+    var cpu: [Int: Double] = [:]
+    for jobs in [1, 2] {
+        var times: [(wall: Double, cpu: Double)] = []
+        for _ in 0..<runs {
+            var rows: [Sweep.Row] = []
+            let cpu0 = cpuSeconds()
+            let w = try seconds { rows = try sweep.run(jobs: jobs).rows }
+            times.append((w, cpuSeconds() - cpu0))
+            if let reference { precondition(rows == reference, "sweep rows differ with jobs = \(jobs)") }
+            reference = rows
+        }
+        let m = times.sorted { $0.wall < $1.wall }[times.count / 2]
+        wall[jobs] = m.wall
+        cpu[jobs] = m.cpu
+    }
+    let configs = Double(ratios.count * policies.count)
+    let t1 = wall[1] ?? 0
+    let t2 = wall[2] ?? 0
+    print("| jobs | wall s | CPU s (user + sys) | configurations/s | speed-up |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("| 1 | \(fmt(t1, 2)) | \(fmt(cpu[1] ?? 0, 2)) | \(fmt(configs / t1, 2)) | 1.00x |")
+    print("| 2 | \(fmt(t2, 2)) | \(fmt(cpu[2] ?? 0, 2)) | \(fmt(configs / t2, 2)) | \(fmt(t1 / t2, 2))x |")
+    print("(CPU s above wall s x jobs, or a speed-up far below 2 with CPU s near wall s, means other load on the machine.)")
+    print("load average after: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
+}
+
+/// User + system CPU time of this process so far, in seconds.
+func cpuSeconds() -> Double {
+    var u = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+    #else
+    getrusage(RUSAGE_SELF, &u)
+    #endif
+    return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+}
+
 switch CommandLine.arguments.dropFirst().first {
 case "engine": engineBench()
 case "reader": try readerBench()
 case "alloc-probe": allocProbe()
 case "daemon": try await daemonThroughputBench()
 case "latency": try controlLatencyBench()
+case "simulate": try simulateBench()
+case "ftrace": try ftraceBench()
+case "sweep": try sweepBench()
 default:
-    print("usage: nestcache-bench engine|reader|alloc-probe [--events N] [--mb N] [--runs N]")
+    print("usage: nestcache-bench engine|reader|alloc-probe|simulate|ftrace|sweep|daemon|latency [--events N] [--mb N] [--runs N]")
     exit(64)
 }

@@ -11,7 +11,10 @@ struct NestCacheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nestcache",
         abstract: "Replay, simulate and compare KVM nested-context caching policies.",
-        subcommands: [Replay.self, Compare.self, Show.self, Ping.self, Reset.self, Pause.self, Resume.self, Reload.self])
+        subcommands: [
+            Replay.self, Compare.self, Simulate.self, Convert.self, SweepCommand.self,
+            Show.self, Ping.self, Reset.self, Pause.self, Resume.self, Reload.self,
+        ])
 }
 
 /// Options shared by the commands that read traces.
@@ -31,7 +34,65 @@ struct TraceOptions: ParsableArguments {
     func source() -> TraceFileSequence {
         TraceFileSequence(paths: files, format: format, vm: vm, invalidLines: skipInvalid ? .skip : .fail)
     }
+
+    /// For a simulated workload: the options that only apply to trace files must not be given.
+    func validateNoTraceOptions() throws {
+        guard files.isEmpty else {
+            throw ValidationError("give trace files or --simulate/--preset, not both")
+        }
+        guard format == .auto, vm == nil, !skipInvalid else {
+            throw ValidationError("--format, --vm and --skip-invalid apply to trace files, not to --simulate/--preset")
+        }
+    }
 }
+
+/// A synthetic workload instead of trace files: `--simulate SPEC` or `--preset NAME`, changed by
+/// `--set key=value` (DESIGN §6).
+struct WorkloadOptions: ParsableArguments {
+    @Option(name: .customLong("simulate"), help: ArgumentHelp(
+        "Simulate a VM: key=value,key=value (see the keys below).", valueName: "spec"))
+    var spec: String?
+
+    @Option(help: ArgumentHelp("A named workload (see below).", valueName: "name"))
+    var preset: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp(
+        "Change one setting of --simulate or --preset (repeatable).", valueName: "key=value"))
+    var settings: [String] = []
+
+    /// The workload, or nil when neither --simulate nor --preset is given.
+    func workload() throws -> WorkloadSpec? {
+        try makeWorkload(spec: spec, specName: "--simulate", preset: preset, settings: settings)
+    }
+}
+
+/// `SPEC` or `--preset NAME`, then every `--set`; nil when neither is given. Errors are
+/// `ValidationError`s (exit 64) with the workload's one-line message.
+func makeWorkload(spec: String?, specName: String, preset: String?, settings: [String]) throws -> WorkloadSpec? {
+    if spec != nil, preset != nil {
+        throw ValidationError("give \(specName) or --preset, not both (change a preset with --set key=value)")
+    }
+    guard spec != nil || preset != nil else {
+        if !settings.isEmpty { throw ValidationError("--set needs \(specName) or --preset") }
+        return nil
+    }
+    do throws(TraceError) {
+        var workload = try WorkloadSpec.make(preset: preset, settings: spec.map { [$0] } ?? [])
+        for s in settings { try workload.apply(assignment: s) }
+        return workload
+    } catch {
+        throw ValidationError(error.description)
+    }
+}
+
+/// The `--help` text on workloads: presets and keys.
+let workloadHelp = """
+    Presets (--preset NAME):
+    \(WorkloadSpec.presetListing)
+
+    Simulation keys (--simulate, --set): \(SimulationSpec.keys.joined(separator: ", ")).
+    Selftest keys (selftest presets, --set): \(SelftestSpec.keys.joined(separator: ", ")).
+    """
 
 /// Options of the model: pages per context and costs.
 struct ModelOptions: ParsableArguments {
@@ -55,6 +116,7 @@ struct ModelOptions: ParsableArguments {
 
 extension TraceFileSequence.Format: ExpressibleByArgument {}
 extension CompareReport.Format: ExpressibleByArgument {}
+extension SweepReport.Format: ExpressibleByArgument {}
 extension PolicySpec: ExpressibleByArgument {
     public init?(argument: String) { try? self.init(parsing: argument) }
 }
@@ -75,8 +137,12 @@ func printError(_ s: String) {
 }
 
 func reportWarnings(_ source: some EventSource) {
-    for w in source.warnings { printError("nestcache: skipped \(w)") }
-    if let n = source.figures.first(where: { $0.name == "invalid_lines" })?.value, n > 0 {
+    reportWarnings(source.warnings, figures: source.figures)
+}
+
+func reportWarnings(_ warnings: [String], figures: [(name: String, value: UInt64)]) {
+    for w in warnings { printError("nestcache: skipped \(w)") }
+    if let n = figures.first(where: { $0.name == "invalid_lines" })?.value, n > 0 {
         printError("nestcache: \(n) invalid line\(n == 1 ? "" : "s") skipped")
     }
 }
@@ -116,9 +182,15 @@ struct Replay: ParsableCommand {
 
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run several policies over the same stream, one row per policy.")
+        abstract: "Run several policies over the same stream, one row per policy.",
+        usage: """
+            nestcache compare <files> ... [options]
+            nestcache compare (--simulate <spec> | --preset <name>) [--set <key=value> ...] [options]
+            """,
+        discussion: workloadHelp)
 
     @OptionGroup var trace: TraceOptions
+    @OptionGroup var workload: WorkloadOptions
     @OptionGroup var model: ModelOptions
 
     @Option(help: "Comma-separated policies (default: map-per-entry,single,per-vcpu-lru:3,per-vcpu-lru:7,per-vm-table:8).")
@@ -128,7 +200,13 @@ struct Compare: ParsableCommand {
     var output: CompareReport.Format = .table
 
     func validate() throws {
-        guard !trace.files.isEmpty else { throw ValidationError("give at least one trace file ('-' for standard input)") }
+        if try workload.workload() != nil {
+            try trace.validateNoTraceOptions()
+        } else {
+            guard !trace.files.isEmpty else {
+                throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
+            }
+        }
         if let policies {
             do { _ = try PolicySpec.parseList(policies) } catch { throw ValidationError(error.description) }
         }
@@ -137,10 +215,199 @@ struct Compare: ParsableCommand {
     func run() throws {
         let specs = (try? policies.map { try PolicySpec.parseList($0) }) ?? nil
         var engines = (specs ?? PolicySpec.comparisonDefaults).map { $0.makeEngine(defaultPagesPerContext: model.pages) }
-        let source = trace.source()
+        let source: any EventSource
+        if let w = try workload.workload() {
+            // By reference, so the simulator's figures are read after the run, not from a copy.
+            source = EventSourceReference(w.makeSource())
+        } else {
+            source = trace.source()
+        }
         try exitingOnTraceError { () throws(TraceError) in try NestCacheWorkload.Replay.drive(source, into: &engines) }
         reportWarnings(source)
         let report = CompareReport(engines: engines, cost: model.cost, figures: source.figures)
         print(report.render(output), terminator: "")
+    }
+}
+
+struct Simulate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a simulated workload (DESIGN §6) as a native trace.",
+        usage: """
+            nestcache simulate (<spec> | --preset <name>) [--set <key=value> ...] --emit <file>
+            nestcache simulate --list-presets
+            """,
+        discussion: workloadHelp + """
+
+
+            The same settings and seed give the same trace on every machine. The file appears \
+            only once it is complete (written to FILE.tmp-PID, then renamed); a failed run leaves \
+            nothing behind.
+            """)
+
+    @Argument(help: ArgumentHelp("Simulate a VM: key=value,key=value (see the keys below).", valueName: "spec"))
+    var spec: String?
+
+    @Option(help: ArgumentHelp("A named workload (see below).", valueName: "name"))
+    var preset: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp(
+        "Change one setting of the spec or preset (repeatable).", valueName: "key=value"))
+    var settings: [String] = []
+
+    @Option(help: ArgumentHelp("Write the trace to this file ('-' for standard output).", valueName: "file"))
+    var emit: String?
+
+    @Flag(help: "Print the presets, one per line, and exit.")
+    var listPresets = false
+
+    func validate() throws {
+        if listPresets {
+            guard spec == nil, preset == nil, settings.isEmpty, emit == nil else {
+                throw ValidationError("--list-presets takes no other argument")
+            }
+            return
+        }
+        guard try workload() != nil else { throw ValidationError("give a spec (key=value,...) or --preset NAME") }
+        guard let emit, !emit.isEmpty else { throw ValidationError("give --emit FILE ('-' for standard output)") }
+    }
+
+    func workload() throws -> WorkloadSpec? {
+        try makeWorkload(spec: spec, specName: "a spec", preset: preset, settings: settings)
+    }
+
+    func run() throws {
+        if listPresets {
+            print(WorkloadSpec.presetListing)
+            return
+        }
+        guard let w = try workload(), let emit else { throw ValidationError("give a spec and --emit FILE") }
+        _ = try exitingOnTraceError { () throws(TraceError) in try NativeTraceWriter.write(w.makeSource(), to: emit) }
+    }
+}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Convert a trace (Linux ftrace text or native) to the native format.",
+        usage: "nestcache convert <input> [--to native] <output> [--format auto|native|ftrace] [--vm <name>] [--skip-invalid]",
+        discussion: """
+            The reader's figures (invalid_lines, evmcs_skipped, unresolved_clears, lost_events, \
+            ...) go to standard error. ftrace times that step back (per-CPU buffers merged) are \
+            raised to the previous event's, since native times never decrease; the order, and so \
+            every counter of a replay, is kept. The output appears only once it is complete.
+            """)
+
+    enum Target: String, ExpressibleByArgument, CaseIterable { case native }
+
+    @Argument(help: "The input trace ('-' for standard input).")
+    var input: String
+
+    @Option(help: "Output format (only native).")
+    var to: Target = .native
+
+    @Argument(help: "The output file ('-' for standard output).")
+    var output: String
+
+    @Option(help: "Input format: auto, native or ftrace.")
+    var format: TraceFileSequence.Format = .auto
+
+    @Flag(help: "Count malformed lines and go on (the first 10 are reported) instead of failing.")
+    var skipInvalid = false
+
+    @Option(help: "The VM id for ftrace input without a tgid column (default: the input's base name).")
+    var vm: String?
+
+    func validate() throws {
+        guard !output.isEmpty else { throw ValidationError("give an output file ('-' for standard output)") }
+    }
+
+    func run() throws {
+        let source = TraceFileSequence(paths: [input], format: format, vm: vm, invalidLines: skipInvalid ? .skip : .fail)
+        let summary = try exitingOnTraceError { () throws(TraceError) in try NativeTraceWriter.write(source, to: output) }
+        reportWarnings(summary.warnings, figures: summary.figures)
+        let figures = summary.figures.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+        printError("nestcache: \(summary.events) event\(summary.events == 1 ? "" : "s") to \(output == "-" ? "standard output" : output)" + (figures.isEmpty ? "" : "; \(figures)"))
+        if summary.raisedTimes > 0 {
+            printError("nestcache: \(summary.raisedTimes) event time\(summary.raisedTimes == 1 ? "" : "s") raised to the previous event's (times never decrease in the native format)")
+        }
+    }
+}
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Policies and capacities across L2:L1 ratios: one row per (ratio, policy).",
+        usage: """
+            nestcache sweep <files> ... [options]
+            nestcache sweep (--simulate <spec> | --preset <name>) [--set <key=value> ...] [--ratios 1,2,4,...] [options]
+            """,
+        discussion: """
+            Default policies: \(Sweep.defaultPolicies.map(\.description).joined(separator: ",")).
+            A simulated workload is run once per ratio R with l2_vcpus = R * l1_vcpus (a selftest \
+            preset: n = R); trace files are one stream. Configurations run in parallel (--jobs); \
+            the output does not depend on it.
+
+            """ + workloadHelp)
+
+    @OptionGroup var trace: TraceOptions
+    @OptionGroup var workload: WorkloadOptions
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: ArgumentHelp(
+        "L2:L1 ratios for a simulated workload (default: \(Sweep.defaultRatios.map(String.init).joined(separator: ","))).",
+        valueName: "r,r,..."))
+    var ratios: String?
+
+    @Option(help: "Comma-separated policies (default: the list below).")
+    var policies: String?
+
+    @Option(name: .customLong("output"), help: "Output: table, csv, json or markdown.")
+    var output: SweepReport.Format = .table
+
+    @Option(help: "Configurations run at once (default: the number of online processors).")
+    var jobs: Int?
+
+    func validate() throws {
+        _ = try makeSweep()
+        if let jobs, !(1...Sweep.maxJobs).contains(jobs) {
+            throw ValidationError("--jobs must be an integer from 1 to \(Sweep.maxJobs), got \(jobs)")
+        }
+    }
+
+    func makeSweep() throws -> Sweep {
+        let input: Sweep.Input
+        if let w = try workload.workload() {
+            try trace.validateNoTraceOptions()
+            input = .workload(w)
+        } else {
+            guard !trace.files.isEmpty else {
+                throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
+            }
+            input = .files(paths: trace.files, format: trace.format, vm: trace.vm, invalidLines: trace.skipInvalid ? .skip : .fail)
+        }
+        do throws(TraceError) {
+            let specs: [PolicySpec]
+            if let policies {
+                do throws(PolicySpec.ParseError) {
+                    specs = try PolicySpec.parseList(policies)
+                } catch {
+                    throw TraceError(.usage, file: "", error.description)
+                }
+            } else {
+                specs = Sweep.defaultPolicies
+            }
+            var parsedRatios: [Int]?
+            if let ratios { parsedRatios = try Sweep.parseRatios(ratios) }
+            return try Sweep(input: input, ratios: parsedRatios, policies: specs, pagesPerContext: model.pages)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func run() throws {
+        let sweep = try makeSweep()
+        let jobs = self.jobs ?? Sweep.defaultJobs
+        let result = try exitingOnTraceError { () throws(TraceError) in try sweep.run(jobs: jobs) }
+        reportWarnings(result.warnings, figures: result.figures)
+        print(SweepReport(sweep: sweep, result: result, cost: model.cost).render(output), terminator: "")
     }
 }
