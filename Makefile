@@ -25,9 +25,11 @@ build:
 debug:
 	$(SWIFT) build
 
-## set-up, release build, then compare the default policies on the sample trace
+## set-up, release build, then the daemon on its embedded default configuration (Ctrl-C stops it)
 run: setup build
-	.build/release/nestcache compare $(SAMPLE)
+	@echo "nestcached: serving the embedded default (config/nestcached.toml); try, in another shell:"
+	@echo "  .build/release/nestcache show stats        (or: echo 'show stats json' | socat - UNIX-CONNECT:SOCKET)"
+	.build/release/nestcached
 
 ## set-up, debug build, swift test, then the Python oracle and end-to-end tests
 test: setup

@@ -304,8 +304,7 @@ struct ConfigLoader {
             id: id, workload: workload,
             policy: try policy(t, "policy", at: p) ?? defaults.policy,
             shadowPolicies: try policies(t, "shadow_policies", at: p) ?? defaults.shadowPolicies,
-            speed: try speed(t, at: p, default: .realtime),
-            line: lines.line(p) ?? 0)
+            speed: try speed(t, at: p, default: .realtime))
     }
 
     func apply(_ w: inout WorkloadSpec, _ key: String, _ value: String, at keyPath: String) throws(ConfigError) {
@@ -339,8 +338,7 @@ struct ConfigLoader {
             trace: trace, format: format, speed: try speed(t, at: p, default: .max),
             loop: try boolean(t, "loop", at: p) ?? false, ordering: ordering, vm: vm,
             policy: try policy(t, "policy", at: p) ?? defaults.policy,
-            shadowPolicies: try policies(t, "shadow_policies", at: p) ?? defaults.shadowPolicies,
-            line: lines.line(p) ?? 0)
+            shadowPolicies: try policies(t, "shadow_policies", at: p) ?? defaults.shadowPolicies)
     }
 }
 

@@ -83,22 +83,20 @@ public struct DaemonConfig: Sendable, Equatable {
         public var cost = CostModel.default
     }
 
-    /// A `[[vm]]`: one simulated VM.
+    /// A `[[vm]]`: one simulated VM. Equal definitions keep their counters across a reload.
     public struct SimulatedVM: Sendable, Equatable {
         public var id: String
         public var workload: WorkloadSpec
         public var policy: PolicySpec
         public var shadowPolicies: [PolicySpec]
         public var speed: Speed
-        public var line: Int
 
-        public init(id: String, workload: WorkloadSpec, policy: PolicySpec, shadowPolicies: [PolicySpec], speed: Speed, line: Int = 0) {
+        public init(id: String, workload: WorkloadSpec, policy: PolicySpec, shadowPolicies: [PolicySpec], speed: Speed) {
             self.id = id
             self.workload = workload
             self.policy = policy
             self.shadowPolicies = shadowPolicies
             self.speed = speed
-            self.line = line
         }
     }
 
@@ -112,7 +110,6 @@ public struct DaemonConfig: Sendable, Equatable {
         public var vm: String?
         public var policy: PolicySpec
         public var shadowPolicies: [PolicySpec]
-        public var line: Int
     }
 
     public var daemon = DaemonSection()

@@ -61,7 +61,7 @@ import Testing
         let policies: [PolicySpec] = [.seed, .perVCPULRU(k: 3), .single, .mapPerEntry]
         let source = DaemonConfig.ReplaySource(
             trace: path, format: .native, speed: .max, loop: false, ordering: .strict, vm: nil,
-            policy: policies[0], shadowPolicies: Array(policies.dropFirst()), line: 1)
+            policy: policies[0], shadowPolicies: Array(policies.dropFirst()))
         let directory = VMDirectory()
         let runner = WorkloadRunner(kind: .replay(source), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
         runner.start()
@@ -88,7 +88,7 @@ import Testing
         let path = try Self.trace()
         let source = DaemonConfig.ReplaySource(
             trace: path, format: .auto, speed: .max, loop: false, ordering: .concurrent, vm: nil,
-            policy: .seed, shadowPolicies: [.perVCPULRU(k: 1)], line: 1)
+            policy: .seed, shadowPolicies: [.perVCPULRU(k: 1)])
         let directory = VMDirectory()
         let runner = WorkloadRunner(kind: .replay(source), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
         runner.start()
@@ -117,7 +117,7 @@ import Testing
         var spec = SimulationSpec()
         spec.vm = "p"
         spec.length = .events(SimulationSpec.maxEvents)
-        let vm = DaemonConfig.SimulatedVM(id: "p", workload: .simulate(spec), policy: .seed, shadowPolicies: [], speed: .factor(50), line: 1)
+        let vm = DaemonConfig.SimulatedVM(id: "p", workload: .simulate(spec), policy: .seed, shadowPolicies: [], speed: .factor(50))
         let directory = VMDirectory()
         let runner = WorkloadRunner(kind: .simulated(vm), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
         runner.start()
