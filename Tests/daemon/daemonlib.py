@@ -318,7 +318,7 @@ def journal_entries(*matches, timeout=5.0, until=None):
     when `until` is None) or `timeout` s pass; returns the last records read."""
     deadline = time.monotonic() + timeout
     while True:
-        proc = subprocess.run(["journalctl", "--no-pager", "-o", "json", "--output-fields=*", *matches],
+        proc = subprocess.run(["journalctl", "--no-pager", "-o", "json", *matches],
                               capture_output=True, text=True, timeout=10)
         records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         done = until(records) if until else bool(records)
