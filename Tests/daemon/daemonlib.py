@@ -392,3 +392,19 @@ def make_trace(path, events=20000, seed=7):
         t += rng.randrange(0, 50)
     pathlib.Path(path).write_text("\n".join(lines) + "\n")
     return [v[0] for v in vms]
+
+
+def wait_done(d, vms, timeout=15):
+    """Waits until every VM in `vms` is served and in state "done"; returns the stats."""
+    def done():
+        s = d.stats()
+        return s if all(s["vms"].get(v, {}).get("state") == "done" for v in vms) else None
+    return wait_for(done, timeout, interval=0.05, what=f"{', '.join(vms)} to be done")
+
+
+def wait_events(d, vm, more_than=0, timeout=10):
+    """Waits until VM `vm` is served with more than `more_than` events."""
+    def grown():
+        v = d.stats()["vms"].get(vm)
+        return v if v and v["events"] > more_than else None
+    return wait_for(grown, timeout, interval=0.05, what=f"{vm} to pass {more_than} events")

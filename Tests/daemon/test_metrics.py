@@ -7,7 +7,8 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemonlib import COUNTERS, GAUGES, config_text, make_trace, sim_vm, unique, wait_for
+from daemonlib import (COUNTERS, GAUGES, config_text, make_trace, sim_vm, unique, wait_done,
+                       wait_events)
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +21,9 @@ def setup(module_daemon_factory, tmp_path_factory):
     d = module_daemon_factory(config_text(
         vms=[sim_vm(a, l1_vcpus=3), sim_vm(b, l1_vcpus=2, shadow_policies=["single"])],
         replays=[{"trace": str(trace), "ordering": "strict", "speed": "max"}]))
-    wait_for(lambda: all(v["state"] == "done" for k, v in d.stats()["vms"].items() if k in replay_vms), 15,
-             what="replay done")
-    wait_for(lambda: d.stats(a)["vms"][a]["switches"] > 0 and d.stats(b)["vms"][b]["switches"] > 0, 10,
-             what="simulated VMs to switch")
+    wait_done(d, replay_vms)
+    wait_events(d, a, 100)
+    wait_events(d, b, 100)
     return {"d": d, "a": a, "b": b, "replay": replay_vms}
 
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from daemonlib import (COUNTERS, DERIVED, ERROR_CODES, GAUGES, STATES, check_identities,
-                       config_text, make_trace, sim_vm, unique, wait_for)
+from daemonlib import (COUNTERS, DERIVED, ERROR_CODES, GAUGES, STATES, check_identities, config_text,
+                       make_trace, sim_vm, unique, wait_done, wait_events, wait_for)
 
 VM_KEYS = {"policy", "l1_vcpus", "state", *COUNTERS, *GAUGES, "hit_ratio", "exposure", "shadows"}
 # Beyond DESIGN §8: overhead_ns (a derived figure of §4) and lock_wait (the daemon's own measure
@@ -27,10 +27,9 @@ def setup(module_daemon_factory, tmp_path_factory):
         replays=[{"trace": str(trace), "speed": "max", "ordering": "strict"}],
         defaults={"policy": '"per-vm-table:8"', "shadow_policies": '["per-vcpu-lru:3", "map-per-entry"]'})
     d = module_daemon_factory(text)
-    wait_for(lambda: all(d.stats(v)["vms"][v]["state"] == "done" for v in replay_vms), 15,
-             what="the replayed VMs to finish")
-    wait_for(lambda: d.stats(a)["vms"][a]["switches"] > 0 and d.stats(b)["vms"][b]["switches"] > 0, 10,
-             what="simulated VMs to switch")
+    wait_done(d, replay_vms)
+    wait_events(d, a, 100)
+    wait_events(d, b, 100)
     return {"d": d, "a": a, "b": b, "replay": replay_vms, "all": sorted([a, b, *replay_vms])}
 
 
