@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from daemonlib import (JOURNAL_SOCKET, JOURNALD, NESTCACHE, NESTCACHED, DaemonFactory, connectable,
+from .daemonlib import (JOURNAL_SOCKET, JOURNALD, NESTCACHE, NESTCACHED, DaemonFactory, connectable,
                        wait_for)
 
 

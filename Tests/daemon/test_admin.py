@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from daemonlib import (COUNTERS, check_identities, config_text, journal_entries, make_trace,
+from .daemonlib import (COUNTERS, check_identities, config_text, journal_entries, make_trace,
                        sim_vm, unique, wait_done, wait_events, wait_for)
 
 NOBODY_CLIENT = r"""

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from daemonlib import config_text, journal_entries, sim_vm, unique, wait_for
+from .daemonlib import config_text, journal_entries, sim_vm, unique, wait_for
 
 
 def events_of(records):

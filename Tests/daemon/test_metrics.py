@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemonlib import (COUNTERS, GAUGES, config_text, make_trace, sim_vm, unique, wait_done,
+from .daemonlib import (COUNTERS, GAUGES, config_text, make_trace, sim_vm, unique, wait_done,
                        wait_events)
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from daemonlib import (COUNTERS, DERIVED, ERROR_CODES, GAUGES, STATES, check_identities, config_text,
+from .daemonlib import (COUNTERS, DERIVED, ERROR_CODES, GAUGES, STATES, check_identities, config_text,
                        make_trace, sim_vm, unique, wait_done, wait_events, wait_for)
 
 VM_KEYS = {"policy", "l1_vcpus", "state", *COUNTERS, *GAUGES, "hit_ratio", "exposure", "shadows"}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from daemonlib import Client, check_identities, config_text, sim_vm, unique, wait_events, wait_for
+from .daemonlib import Client, check_identities, config_text, sim_vm, unique, wait_events, wait_for
 
 MAX_CLIENTS = 50
 ERROR_LINE = re.compile(r"error: (unknown-command|bad-argument|line-too-long): [^\n]*\n")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from daemonlib import Client, config_text, sim_vm, unique, wait_for
+from .daemonlib import Client, config_text, sim_vm, unique, wait_for
 
 
 class NotifyListener:

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from daemonlib import COUNTERS, GAUGES, check_identities, config_text, make_trace, wait_for
+from .daemonlib import COUNTERS, GAUGES, check_identities, config_text, make_trace, wait_for
 
 PRIMARY = "per-vm-table:8"
 SHADOWS = ["per-vm-table:1", "per-vcpu-lru:3", "per-vcpu-lru:1", "single", "map-per-entry"]
