@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .daemonlib import REPO, Daemon, check_identities, config_text, dedent, sim_vm, wait_for
+from .daemonlib import REPO, Daemon, check_identities, config_text, sim_vm, wait_for
 
 SHIPPED = REPO / "config" / "nestcached.toml"
 

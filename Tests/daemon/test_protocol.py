@@ -260,5 +260,4 @@ def test_identities_hold_in_50_snapshots_while_running(setup):
                 assert s["totals"][k] == sum(v[k] for v in s["vms"].values()), f"snapshot {i}: totals.{k} is not the sum"
             time.sleep(0.01)
     assert running_seen >= 100, "the simulated VMs were not running during the snapshots"
-    first_and_last = [last[setup["a"]]["events"]]
-    assert first_and_last[0] > 0
+    assert last[setup["a"]]["events"] > 0
