@@ -12,6 +12,8 @@ PYTHON      := $(VENV)/bin/python
 SAMPLE      := samples/web0.trace
 # The oracle and CLI tests drive this binary (built by `swift build` below).
 NESTCACHE_BIN ?= $(CURDIR)/.build/debug/nestcache
+# Tests/daemon drives the real daemon (and compares it with nestcache replay).
+NESTCACHED_BIN ?= $(CURDIR)/.build/debug/nestcached
 
 .PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean
 
@@ -31,11 +33,11 @@ run: setup build
 	@echo "  .build/release/nestcache show stats        (or: echo 'show stats json' | socat - UNIX-CONNECT:SOCKET)"
 	.build/release/nestcached
 
-## set-up, debug build, swift test, then the Python oracle and end-to-end tests
+## set-up, debug build, swift test, then the Python oracle and end-to-end tests (CLI and daemon)
 test: setup
 	$(SWIFT) build
 	$(SWIFT) test
-	NESTCACHE_BIN=$(NESTCACHE_BIN) $(PYTHON) -m pytest -v -rs Tests/oracle
+	NESTCACHE_BIN=$(NESTCACHE_BIN) NESTCACHED_BIN=$(NESTCACHED_BIN) $(PYTHON) -m pytest -v -rsx Tests/oracle Tests/daemon
 
 ## benchmarks (scripts/bench.sh)
 bench:

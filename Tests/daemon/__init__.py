@@ -1,0 +1,1 @@
+"""End-to-end tests of the real nestcached (a package, so its conftest does not shadow Tests/oracle/conftest.py)."""
