@@ -86,8 +86,12 @@ extension Daemon {
         case .showMetrics:
             return (ControlResponse.text(Metrics.render(snapshots(vcpus: true), uptimeSeconds: uptimeSeconds, version: Self.version)), false)
         case .showConfig:
+            // An answer ends at its first empty line, so the file's blank lines are sent as "#".
             let c = config
-            return (ControlResponse.text("# \(c.path)\n" + c.text), false)
+            var body = c.text.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { $0.allSatisfy(\.isWhitespace) ? "#" : String($0) }
+            while body.count > 1, body.last == "#" { body.removeLast() }
+            return (ControlResponse.text("# \(c.path)\n" + body.joined(separator: "\n")), false)
         case .resetCounters(let vm):
             let targets = try runtimes(vm)
             for t in targets { t.resetCounters() }

@@ -29,14 +29,16 @@ final class ControlServer: Sendable, CustomStringConvertible {
     /// Binds the socket systemd passed (socket activation) or the configured path.
     func start() async throws {
         let d = daemon.config.daemon
+        let daemon = daemon
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.autoRead, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 256 << 10))
             .childChannelInitializer { [self] ch in
                 ch.eventLoop.makeCompletedFuture {
-                    try ch.pipeline.syncOperations.addHandler(
-                        IdleStateHandler(allTimeout: .milliseconds(Int64(d.idleTimeoutS * 1000))))
+                    // Read per connection, so a reload's idle_timeout_s applies to new clients.
+                    let idle = daemon.config.daemon.idleTimeoutS
+                    try ch.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .milliseconds(Int64(idle * 1000))))
                     try ch.pipeline.syncOperations.addHandler(ControlHandler(server: self))
                 }
             }
@@ -146,6 +148,10 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // The peer is gone: what it queued is never answered.
+        isClosing = true
+        pending.removeAll()
+        pendingHead = 0
         if isCounted {
             server.clients.add(-1, ordering: .relaxed)
             isCounted = false
@@ -153,12 +159,29 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelInactive()
     }
 
+    /// Requests framed but not yet answered: answering waits while the client does not read.
+    var pending: [LineFramer.Item] = []
+    var pendingHead = 0
+    /// A client this far behind is cut off: it is flooding, not reading. Reading stops as soon as
+    /// answers wait, so this is reached only by one enormous read (about 1 MiB of short requests).
+    static let maxPending = 65536
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !isClosing else { return }
         let buffer = unwrapInboundIn(data)
-        let items = buffer.withUnsafeReadableBytes { framer.feed($0) }
-        for item in items {
-            guard !isClosing else { return }
+        pending += buffer.withUnsafeReadableBytes { framer.feed($0) }
+        answerPending(context)
+    }
+
+    /// Answers queued requests in order while the client takes the answers. A client that does
+    /// not read is not read from (no new requests pile up); one that queued more than
+    /// `maxPending` requests anyway is closed. Nothing here waits on the engines.
+    func answerPending(_ context: ChannelHandlerContext) {
+        // `send` can re-enter through channelInactive (a write to a peer that left), which empties
+        // `pending`: index, never hold on to a count across it.
+        while pendingHead < pending.count, !isClosing, context.channel.isWritable {
+            let item = pending[pendingHead]
+            pendingHead += 1
             switch item {
             case .tooLong:
                 send(context, ControlResponse.error(ControlError(.lineTooLong, "request longer than \(ControlRequest.maxLineLength) bytes"), json: false), close: false)
@@ -167,12 +190,26 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
                 send(context, text, close: close)
             }
         }
-        // A client that does not read its answers is not read from until it does.
-        if !context.channel.isWritable { context.channel.setOption(.autoRead, value: false).whenFailure { _ in } }
+        if isClosing || pendingHead >= pending.count {
+            pending.removeAll(keepingCapacity: !isClosing)
+            pendingHead = 0
+        } else if pendingHead >= 4096 {
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+        if pending.count - pendingHead > Self.maxPending {
+            isClosing = true
+            pending.removeAll()
+            pendingHead = 0
+            context.close(promise: nil)
+            return
+        }
+        let wantsMore = pendingHead == pending.count && context.channel.isWritable && !isClosing
+        context.channel.setOption(.autoRead, value: wantsMore).whenFailure { _ in }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { context.channel.setOption(.autoRead, value: true).whenFailure { _ in } }
+        answerPending(context)
         context.fireChannelWritabilityChanged()
     }
 

@@ -31,6 +31,8 @@ public final class Daemon: Sendable {
     let startNs = DispatchTime.now().uptimeNanoseconds
     let signalQueue = DispatchQueue(label: "nestcache.signals")
     let uid = getuid()
+    /// At most one thrash warning per VM per 10 minutes: never a log line per cache event.
+    let thrashWarnings = Mutex(RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(600)))
 
     public init(config: DaemonConfig, configPath: String?, socketOverride: String?, logger: Logger) {
         self.state = Mutex(State(config: config))
@@ -215,7 +217,7 @@ public final class Daemon: Sendable {
                     _ = notifier.watchdog()
                 } else {
                     logger.warning("vCPU queues of \(stalled.joined(separator: ", ")) made no progress: withholding WATCHDOG=1",
-                                   metadata: ["nestcache.event": "thrash"])
+                                   metadata: ["nestcache.vm": "\(stalled[0])"])
                 }
             }
         }
@@ -239,7 +241,8 @@ public final class Daemon: Sendable {
         if let r = p.hitRatio { metadata["nestcache.hit_ratio"] = "\(format6(r))" }
         logger.info("\(s.id) [\(s.state.rawValue)] \(policy): \(p.counters.events) events, \(p.counters.switches) switches, hit ratio \(p.hitRatio.map(percent) ?? "-"), \(p.counters.recycles) recycles, \(p.counters.uncached) uncached, \(p.gauges.mappedPages) pages mapped; shadows \(shadows.joined(separator: " "))",
                     metadata: metadata)
-        if event == "summary", let r = p.hitRatio, r < 0.05, p.counters.switches >= 1000 {
+        if event == "summary", let r = p.hitRatio, r < 0.05, p.counters.switches >= 1000,
+           case .allow = thrashWarnings.withLock({ $0.admit(s.id) }) {
             logger.warning("\(s.id): \(policy) hits \(percent(r)) of switches: thrashing", metadata: metadata.merging(["nestcache.event": "thrash"]) { $1 })
         }
     }

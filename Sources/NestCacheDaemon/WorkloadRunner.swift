@@ -309,8 +309,8 @@ public final class WorkloadRunner: @unchecked Sendable {
         for vm in vmsByID.values {
             vm.setState(.done)
             vm.publish()
+            logger.info("\(kind.name) reached its end: VM \(vm.id) done", metadata: ["nestcache.event": "vm-stop", "nestcache.vm": "\(vm.id)"])
         }
-        logger.info("\(kind.name) reached its end", metadata: ["nestcache.event": "vm-stop"])
     }
 
     private func fail(_ error: TraceError) {

@@ -408,3 +408,12 @@ def wait_events(d, vm, more_than=0, timeout=10):
         v = d.stats()["vms"].get(vm)
         return v if v and v["events"] > more_than else None
     return wait_for(grown, timeout, interval=0.05, what=f"{vm} to pass {more_than} events")
+
+
+def config_as_served(text):
+    """`show config`'s body for a file: an answer ends at its first empty line, so the daemon
+    sends blank lines as "#" (and drops trailing ones)."""
+    lines = ["#" if not l.strip() else l for l in text.split("\n")]
+    while len(lines) > 1 and lines[-1] == "#":
+        lines.pop()
+    return "\n".join(lines) + "\n"

@@ -97,10 +97,6 @@ def test_reload_keeps_a_paused_vm_paused(daemon_factory):
     assert s["vms"][b]["state"] == "running"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a [[vm]]/[[replay]] that only moved to another line of the file (a "
-                   "comment added above it, a VM before it removed) counts as changed on reload and restarts "
-                   "with its counters at 0: DaemonConfig.SimulatedVM/ReplaySource compare their `line` "
-                   "(Daemon.apply matches runners by WorkloadKind equality)")
 def test_reload_keeps_vms_that_only_moved(daemon_factory):
     """DESIGN §7: "VMs that did not change keep their counters". A comment added at the top of
     the file changes no VM."""
