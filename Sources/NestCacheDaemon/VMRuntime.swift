@@ -1,3 +1,4 @@
+import CSystemd
 import Dispatch
 import NestCacheCore
 import NestCacheWorkload
@@ -101,6 +102,7 @@ public final class VMRuntime: Sendable {
     /// Applies events of this VM (index 0) to every engine under the VM's lock, recording the wait.
     /// Called on a vCPU queue (or inline in tests).
     func apply(_ events: UnsafeBufferPointer<Event>) {
+        nestcache_lower_thread_priority_once(10)
         let asked = DispatchTime.now().uptimeNanoseconds
         engines.withLock { e in
             let waited = DispatchTime.now().uptimeNanoseconds &- asked
