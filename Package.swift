@@ -63,7 +63,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "NestCacheCoreTests",
-            dependencies: ["NestCacheCore", "NestCacheReference"],
+            dependencies: ["NestCacheCore", "NestCacheReference", "NestCacheWorkload"],
             swiftSettings: strict),
         .testTarget(
             name: "NestCacheDaemonTests",

@@ -90,7 +90,8 @@ public enum PolicySpec: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension StringProtocol {
-    var trimmingSpaces: Substring {
+    /// Without leading and trailing spaces and tabs.
+    public var trimmingSpaces: Substring {
         let s = Substring(self)
         guard let a = s.firstIndex(where: { $0 != " " && $0 != "\t" }),
               let b = s.lastIndex(where: { $0 != " " && $0 != "\t" }) else { return "" }

@@ -201,7 +201,7 @@ extension Daemon {
                 ])
             }
         }
-        return table(rows)
+        return TextTable.render(rows)
     }
 
     // MARK: - show vcpus
@@ -227,18 +227,6 @@ extension Daemon {
             rows.append([String(v), String(c.events), String(c.switches), String(c.hits), ratio, String(c.misses), String(c.recycles),
                          String(c.uncached), String(c.steals), String(c.migrations), String(c.mapPages)])
         }
-        return "\(s.id) (\(s.policies.first?.description ?? ""))\n" + table(rows)
+        return "\(s.id) (\(s.policies.first?.description ?? ""))\n" + TextTable.render(rows)
     }
-}
-
-/// Left-aligned first column, right-aligned others.
-func table(_ rows: [[String]]) -> String {
-    guard let first = rows.first else { return "" }
-    let widths = first.indices.map { col in rows.map { $0[col].count }.max() ?? 0 }
-    return rows.map { row in
-        row.enumerated().map { col, text in
-            let pad = String(repeating: " ", count: widths[col] - text.count)
-            return col == 0 ? text + pad : pad + text
-        }.joined(separator: "  ")
-    }.joined(separator: "\n") + "\n"
 }

@@ -230,12 +230,3 @@ public struct SimulationSpec: Sendable, Equatable, CustomStringConvertible {
         x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)"
     }
 }
-
-extension StringProtocol {
-    var trimmingSpaces: Substring {
-        let s = Substring(self)
-        guard let a = s.firstIndex(where: { $0 != " " && $0 != "\t" }),
-              let b = s.lastIndex(where: { $0 != " " && $0 != "\t" }) else { return "" }
-        return s[a...b]
-    }
-}

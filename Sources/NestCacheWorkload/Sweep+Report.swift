@@ -80,28 +80,13 @@ public struct SweepReport: Sendable {
             for r in result.rows { out += "| " + humanValues(r).joined(separator: " | ") + " |\n" }
             return out
         case .table:
-            let cells = [Self.headers] + result.rows.map(humanValues)
-            let widths = Self.headers.indices.map { col in cells.map { $0[col].count }.max() ?? 0 }
-            return cells.map { row in
-                row.enumerated().map { col, text in
-                    let pad = String(repeating: " ", count: widths[col] - text.count)
-                    return Self.columns[col] == "policy" ? text + pad : pad + text
-                }.joined(separator: "  ")
-            }.joined(separator: "\n") + "\n"
+            let policy = Set(Self.columns.indices.filter { Self.columns[$0] == "policy" })
+            return TextTable.render([Self.headers] + result.rows.map(humanValues), leftAligned: policy)
         }
     }
 
     /// Cells for people: hit ratio and exposure as percentages, other fractions to 0.01, null as -.
     func humanValues(_ r: Sweep.Row) -> [String] {
-        values(r).enumerated().map { column, v in
-            switch (Self.columns[column], v) {
-            case (_, .null): "-"
-            case (_, .string(let s)): s
-            case ("hit_ratio", .double(let d)): format6((d * 10_000).rounded() / 100) + "%"
-            case ("exposure", .double(let d)): format6((d * 1_000_000).rounded() / 10_000) + "%"
-            case (_, .double(let d)): format6((d * 100).rounded() / 100)
-            default: v.serialized()
-            }
-        }
+        values(r).enumerated().map { TextTable.human(column: Self.columns[$0], $1) }
     }
 }

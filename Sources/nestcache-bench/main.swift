@@ -14,15 +14,7 @@ import NestCacheCore
 import NestCacheReference
 import NestCacheWorkload
 
-struct BenchRNG {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SplitMix64 {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
 
@@ -31,7 +23,7 @@ struct BenchRNG {
 func benchStream(events n: Int, seed: UInt64 = 1) -> (VMRegistry, [Event]) {
     var registry = VMRegistry()
     registry.update(registry.intern("bench0"), VMInfo(id: "bench0", l1VCPUs: 16, memoryMiB: 65536))
-    var rng = BenchRNG(state: seed)
+    var rng = SplitMix64(seed: seed)
     let l1 = 16
     var home = (0..<(l1 * 9)).map { $0 % l1 }
     let gpa = { (i: Int) in GPA(UInt64(0x1_0000_0000 + i * 0x1000)) }

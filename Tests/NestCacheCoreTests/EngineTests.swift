@@ -1,23 +1,12 @@
 import NestCacheCore
 import NestCacheReference
+import NestCacheWorkload
 import Testing
 
-/// SplitMix64: the tests' own seeded generator, so a failing seed replays anywhere.
-struct TestRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A random multi-VM stream: few GPAs per VM so hits, steals, recycles and uncached all happen.
 func randomStream(seed: UInt64, events: Int) -> (VMRegistry, [Event]) {
-    var rng = TestRNG(seed: seed)
+    var rng = SplitMix64(seed: seed)
     var registry = VMRegistry()
     let vmCount = Int.random(in: 1...3, using: &rng)
     var shapes: [(vcpus: Int, gpas: Int)] = []
@@ -121,7 +110,7 @@ let everyPolicy: [PolicySpec] = [
 @Suite struct GPAMapTests {
     /// Random inserts, updates and removes against Dictionary, invariants after each step.
     @Test func behavesLikeADictionary() {
-        var rng = TestRNG(seed: 42)
+        var rng = SplitMix64(seed: 42)
         var map = GPAMap()
         var dict: [GPA: Int32] = [:]
         for step in 0..<20_000 {
