@@ -13,8 +13,10 @@ VENV=${VENV:-$ROOT/.venv}
 REQS=$ROOT/scripts/requirements-test.txt
 
 # Debian packages. python3-venv: ensurepip for Debian's python3 (a pyenv python has its own);
-# libsystemd-dev + pkg-config: the daemon's journald/sd_notify glue (DESIGN §7), ready for later.
-DEB_PACKAGES=(python3 python3-venv libsystemd-dev pkg-config make git)
+# libsystemd-dev + pkg-config: the daemon's journald/sd_notify glue (DESIGN §7); systemd: journald
+# and journalctl for the tests; prometheus: promtool, which checks `show metrics` in the tests;
+# socat: the README's one-liners.
+DEB_PACKAGES=(python3 python3-venv libsystemd-dev pkg-config make git systemd prometheus socat)
 
 log() { printf 'setup: %s\n' "$*"; }
 
