@@ -108,14 +108,6 @@ public struct GPAMap: Sendable {
         return removed
     }
 
-    public mutating func removeAll() {
-        for i in keys.indices {
-            keys[i] = Self.empty
-            values[i] = -1
-        }
-        count = 0
-    }
-
 
     mutating func grow() {
         let oldKeys = keys

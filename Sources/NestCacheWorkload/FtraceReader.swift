@@ -51,7 +51,6 @@ public final class FtraceReader: EventSource {
         ]
     }
 
-    public var bytesRead: UInt64 { lines.bytesRead }
 
     let lines: LineReader
     let invalidPolicy: InvalidLinePolicy

@@ -22,8 +22,6 @@ public final class LineReader {
     private var start = 0
     private var end = 0
     private var isEOF = false
-    /// Bytes read so far (for throughput figures).
-    public private(set) var bytesRead: UInt64 = 0
 
     /// The longest line accepted, in bytes.
     public static let maxLineLength = 1 << 20
@@ -97,7 +95,6 @@ public final class LineReader {
             let n = read(fd, base.advanced(by: end), buffer.count - end)
             if n > 0 {
                 end += n
-                bytesRead += UInt64(n)
                 return
             }
             if n == 0 {

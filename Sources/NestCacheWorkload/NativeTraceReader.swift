@@ -28,7 +28,6 @@ public final class NativeTraceReader: EventSource {
     public private(set) var warnings: [String] = []
     public private(set) var invalidLines: UInt64 = 0
     public var figures: [(name: String, value: UInt64)] { [("invalid_lines", invalidLines)] }
-    public var bytesRead: UInt64 { lines.bytesRead }
 
     let lines: LineReader
     let invalidPolicy: InvalidLinePolicy

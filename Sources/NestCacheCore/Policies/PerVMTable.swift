@@ -43,9 +43,6 @@ public struct PerVMTable: ContextPolicy {
     @inline(__always)
     public func capacity(_ vm: VMState) -> Int { contextsPerVCPU &* vm.l1VCPUs }
 
-    /// The number of contexts filed in the table.
-    public var filed: Int { table.count }
-
     public mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, in vm: inout VMState) -> SwitchOutcome {
         let v = Int32(truncatingIfNeeded: vcpu)
         if let c = table.value(for: gpa) {
