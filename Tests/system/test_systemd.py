@@ -208,6 +208,12 @@ def test_client_outside_the_socket_group_is_refused(box):
     member = box.run("nestcache", "ping", "--socket", SOCK,
                      user=("--reuid=nobody", "--regid=nogroup", "--groups=nestcache"))
     assert member.stdout.strip() == "pong"
+    # Admin commands: refused to a mere group member, accepted from root (under PrivateUsers=,
+    # SO_PEERCRED still reads root as uid 0 in the daemon's user namespace).
+    refused = box.run("nestcache", "reload", "--socket", SOCK, check=False,
+                      user=("--reuid=nobody", "--regid=nogroup", "--groups=nestcache"))
+    assert refused.returncode == 1 and "permission-denied" in refused.stdout, refused
+    assert "reloaded: 3 workloads kept" in box.run("nestcache", "reload", "--socket", SOCK).stdout
 
 
 def test_reload_adds_a_vm_and_keeps_the_others_counters(box):
