@@ -85,7 +85,7 @@ class Box:
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory):
+def box(tmp_path_factory, request):
     check = subprocess.run([str(HARNESS), "check"], capture_output=True, text=True, timeout=60)
     if check.returncode == 77:
         pytest.skip(f"systemd system test: {check.stdout.strip()}")
@@ -102,6 +102,7 @@ def box(tmp_path_factory):
         pytest.skip(f"systemd system test: {boot.stdout.strip()}")
     assert boot.returncode == 0, f"boot failed:\n{boot.stdout}\n{boot.stderr}"
     b = Box(state)
+    failed_before = request.session.testsfailed
     try:
         # What a package's postinst does: sysusers and tmpfiles for our files only (the global
         # setup units are masked in the box), then the socket.
@@ -111,19 +112,13 @@ def box(tmp_path_factory):
         print(f"systemd booted and socket started in {time.monotonic() - started:.1f} s")
         yield b
     finally:
+        if request.session.testsfailed > failed_before:
+            print("a system test failed; the box before teardown:\n" + b.debug())
         down = subprocess.run([str(HARNESS), "teardown", str(state)], capture_output=True,
                               text=True, timeout=60)
         print(f"teardown: exit {down.returncode} {down.stderr.strip()}")
         print(f"system test total {time.monotonic() - started:.1f} s")
         assert down.returncode == 0, down.stderr
-
-
-@pytest.fixture(autouse=True)
-def explain_failure(request, box):
-    yield
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(box.debug())
 
 
 def main_pid(box):
