@@ -15,7 +15,29 @@ NESTCACHE_BIN ?= $(CURDIR)/.build/debug/nestcache
 # Tests/daemon drives the real daemon (and compares it with nestcache replay).
 NESTCACHED_BIN ?= $(CURDIR)/.build/debug/nestcached
 
-.PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean
+# `make install`: GNU layout under PREFIX, staged under DESTDIR. The configuration lives in /etc
+# whatever the PREFIX (the unit's ExecStart= names it). CONFIG=debug installs the debug build
+# (the unit checks and the system test do, to reuse what `make test` built); NOBUILD=1 installs
+# what is built without calling swift build.
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+CONFIG      ?= release
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= /etc
+# systemd's own paths for PREFIX=/usr (Debian: /lib/systemd/system); else under PREFIX, which
+# systemd searches too (/usr/local/lib/systemd/system, /usr/local/lib/sysusers.d, ...).
+ifeq ($(PREFIX),/usr)
+UNITDIR     ?= /lib/systemd/system
+else
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+endif
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+
+.PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean \
+	install uninstall check-units check-man system-test build-release build-debug
 
 setup:
 	bash scripts/setup.sh
@@ -33,11 +55,74 @@ run: setup build
 	@echo "  .build/release/nestcache show stats        (or: echo 'show stats json' | socat - UNIX-CONNECT:SOCKET)"
 	.build/release/nestcached
 
-## set-up, debug build, swift test, then the Python oracle and end-to-end tests (CLI and daemon)
+## set-up, debug build, swift test, the unit/man-page checks, then the Python oracle, end-to-end
+## (CLI and daemon), monitoring-plugin and systemd system tests (Tests/system skips, saying why, where it cannot run)
 test: setup
 	$(SWIFT) build
 	$(SWIFT) test
-	NESTCACHE_BIN=$(NESTCACHE_BIN) NESTCACHED_BIN=$(NESTCACHED_BIN) $(PYTHON) -m pytest -v -rsx Tests/oracle Tests/daemon
+	$(MAKE) --no-print-directory check-units check-man CONFIG=debug
+	NESTCACHE_BIN=$(NESTCACHE_BIN) NESTCACHED_BIN=$(NESTCACHED_BIN) $(PYTHON) -m pytest -v -rs \
+		Tests/oracle Tests/daemon Tests/contrib Tests/system
+
+## systemd units: `systemd-analyze verify` and `security` on an installed tree (scripts/check-units.sh)
+check-units:
+	CONFIG=$(CONFIG) bash scripts/check-units.sh
+
+## man pages: groff warnings are errors
+check-man:
+	bash scripts/check-man.sh man/nestcached.8 man/nestcache.1
+
+## only the systemd system test (boots systemd in throw-away namespaces; needs root)
+system-test:
+	NESTCACHED_BIN=$(NESTCACHED_BIN) $(PYTHON) -m pytest -v -rs Tests/system
+
+## install the $(CONFIG) build, units, sysusers/tmpfiles, man pages and (once) the configuration
+install: $(if $(NOBUILD),,build-$(CONFIG))
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/nestcache
+	install -m 0755 .build/$(CONFIG)/nestcache $(DESTDIR)$(BINDIR)/nestcache
+	install -m 0755 .build/$(CONFIG)/nestcached $(DESTDIR)$(SBINDIR)/nestcached
+	sed -e 's|^ExecStart=/usr/sbin/nestcached --config /etc/|ExecStart=$(SBINDIR)/nestcached --config $(SYSCONFDIR)/|' \
+		systemd/nestcached.service > $(DESTDIR)$(UNITDIR)/nestcached.service
+	grep -q '^ExecStart=$(SBINDIR)/nestcached --config $(SYSCONFDIR)/nestcache/nestcached.toml$$' \
+		$(DESTDIR)$(UNITDIR)/nestcached.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/nestcached.service
+	install -m 0644 systemd/nestcached.socket $(DESTDIR)$(UNITDIR)/nestcached.socket
+	install -m 0644 systemd/nestcache.sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/nestcache.conf
+	install -m 0644 systemd/nestcache.tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/nestcache.conf
+	install -m 0644 man/nestcache.1 $(DESTDIR)$(MANDIR)/man1/nestcache.1
+	install -m 0644 man/nestcached.8 $(DESTDIR)$(MANDIR)/man8/nestcached.8
+	if [[ -e $(DESTDIR)$(SYSCONFDIR)/nestcache/nestcached.toml ]]; then \
+		echo "install: keeping the existing $(DESTDIR)$(SYSCONFDIR)/nestcache/nestcached.toml"; \
+	else \
+		install -m 0644 config/nestcached.toml $(DESTDIR)$(SYSCONFDIR)/nestcache/nestcached.toml; \
+	fi
+	@if [[ -z "$(DESTDIR)" ]]; then \
+		echo "install: now run: systemd-sysusers $(SYSUSERSDIR)/nestcache.conf &&" \
+			"systemd-tmpfiles --create $(TMPFILESDIR)/nestcache.conf &&" \
+			"systemctl daemon-reload && systemctl enable --now nestcached.socket"; \
+	fi
+
+## remove what `install` put in place; the configuration only when unchanged
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/nestcache $(DESTDIR)$(SBINDIR)/nestcached \
+		$(DESTDIR)$(UNITDIR)/nestcached.service $(DESTDIR)$(UNITDIR)/nestcached.socket \
+		$(DESTDIR)$(SYSUSERSDIR)/nestcache.conf $(DESTDIR)$(TMPFILESDIR)/nestcache.conf \
+		$(DESTDIR)$(MANDIR)/man1/nestcache.1 $(DESTDIR)$(MANDIR)/man8/nestcached.8
+	if cmp -s config/nestcached.toml $(DESTDIR)$(SYSCONFDIR)/nestcache/nestcached.toml; then \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/nestcache/nestcached.toml; \
+		rmdir $(DESTDIR)$(SYSCONFDIR)/nestcache 2>/dev/null || true; \
+	elif [[ -e $(DESTDIR)$(SYSCONFDIR)/nestcache/nestcached.toml ]]; then \
+		echo "uninstall: keeping the modified $(DESTDIR)$(SYSCONFDIR)/nestcache/nestcached.toml"; \
+	fi
+
+build-release:
+	$(SWIFT) build -c release --product nestcache
+	$(SWIFT) build -c release --product nestcached
+
+build-debug:
+	$(SWIFT) build
 
 ## benchmarks (scripts/bench.sh)
 bench:
