@@ -29,12 +29,17 @@ public final class Daemon: Sendable {
     let logger: Logger
     let notifier = SystemdNotifier()
     let startNs = DispatchTime.now().uptimeNanoseconds
+    /// Signals, timers and reloads run here, one at a time.
     let signalQueue = DispatchQueue(label: "nestcache.signals")
+    let timers = Timers()
     let uid = getuid()
     /// At most one thrash warning per VM per 10 minutes: never a log line per cache event.
     let thrashWarnings = Mutex(RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(600)))
 
+    static let onSignalQueue = DispatchSpecificKey<Bool>()
+
     public init(config: DaemonConfig, configPath: String?, socketOverride: String?, logger: Logger) {
+        signalQueue.setSpecific(key: Self.onSignalQueue, value: true)
         self.state = Mutex(State(config: config))
         self.configPath = configPath
         self.socketOverride = socketOverride
@@ -103,6 +108,9 @@ public final class Daemon: Sendable {
     /// configuration keeps running (DESIGN §7).
     @discardableResult
     public func reload() -> Result<String, ConfigError> {
+        if DispatchQueue.getSpecific(key: Self.onSignalQueue) == nil {
+            return signalQueue.sync { reload() }
+        }
         _ = notifier.reloading()
         defer { _ = notifier.ready(status: statusLine()) }
         let loaded: DaemonConfig
@@ -118,6 +126,7 @@ public final class Daemon: Sendable {
         }
         let r = apply(loaded)
         state.withLock { $0.lastReloadError = nil }
+        restartTimers()
         let text = "reloaded: \(r.kept) workloads kept, \(r.started) started, \(r.stopped) stopped"
         logger.notice("\(text)", metadata: ["nestcache.event": "reload"])
         return .success(text)
@@ -134,9 +143,9 @@ public final class Daemon: Sendable {
         let snaps = snapshots()
         var total = StatsSnapshot()
         for s in snaps { if let p = s.stats.first { total += p } }
-        let ratio = total.hitRatio.map { " hit ratio \(percent($0))" } ?? ""
+        let ratio = total.hitRatio.map { ", hit ratio \(percent($0))" } ?? ""
         let running = snaps.filter { $0.state == .running }.count
-        return "\(snaps.count) VMs (\(running) running), \(total.counters.events) events,\(ratio)"
+        return "\(snaps.count) VMs (\(running) running), \(total.counters.events) events\(ratio)"
     }
 
     // MARK: - Running
@@ -144,24 +153,26 @@ public final class Daemon: Sendable {
     /// Runs until SIGTERM or SIGINT; returns the exit code.
     public func run() async throws -> Int32 {
         let server = ControlServer(daemon: self)
+        // Workloads first: their VMs exist before the first client (under socket activation,
+        // the one that started us) is answered.
+        startWorkloads()
         do {
             try await server.start()
         } catch {
             logger.critical("cannot serve the control socket: \(error)", metadata: ["nestcache.event": "startup"])
             return 1
         }
-        startWorkloads()
         logger.notice("nestcached \(Self.version) serving \(Self.workloads(config).count) workloads on \(server.description), config \(configPath ?? "(embedded default)")",
                       metadata: ["nestcache.event": "startup"])
         _ = notifier.ready(status: statusLine())
 
-        let timers = startTimers()
+        signalQueue.sync { restartTimers() }
         let (terminated, terminate) = AsyncStream<Void>.makeStream()
         let signals = installSignalHandlers(onTerminate: { terminate.yield() })
         for await _ in terminated { break }
         _ = notifier.stopping()
         for s in signals { s.cancel() }
-        for t in timers { t.cancel() }
+        signalQueue.sync { timers.cancelAll() }
         let runners = state.withLock { $0.runners }
         for r in runners { r.stop() }
         await server.stop()
@@ -191,15 +202,26 @@ public final class Daemon: Sendable {
         return sources
     }
 
-    /// Watchdog, status, summary and textfile timers.
-    func startTimers() -> [DispatchSourceTimer] {
-        var timers: [DispatchSourceTimer] = []
+    /// The running timers; touched only on `signalQueue`.
+    final class Timers: @unchecked Sendable {
+        var list: [DispatchSourceTimer] = []
+        func cancelAll() {
+            for t in list { t.cancel() }
+            list = []
+        }
+    }
+
+    /// (Re)starts the watchdog, status, summary and textfile timers from the configuration in
+    /// force. On `signalQueue`: at startup and after each reload.
+    func restartTimers() {
+        dispatchPrecondition(condition: .onQueue(signalQueue))
+        timers.cancelAll()
         func every(_ seconds: Double, _ body: @escaping @Sendable () -> Void) {
             let t = DispatchSource.makeTimerSource(queue: signalQueue)
             t.schedule(deadline: .now() + seconds, repeating: seconds, leeway: .milliseconds(50))
             t.setEventHandler(handler: body)
             t.resume()
-            timers.append(t)
+            timers.list.append(t)
         }
         if let interval = notifier.watchdogInterval {
             // Half the interval, as sd_watchdog_enabled(3) advises; WATCHDOG=1 only while every
@@ -229,7 +251,6 @@ public final class Daemon: Sendable {
         if c.textfile != nil {
             every(max(1, min(c.summaryIntervalS > 0 ? c.summaryIntervalS : 15, 15))) { [self] in writeTextfile() }
         }
-        return timers
     }
 
     func logSummary(_ s: VMSnapshot, event: String) {

@@ -32,6 +32,8 @@ func writeFileAtomically(_ path: String, _ text: String) -> Int32 {
     let tmp = "\(path).tmp-\(getpid())"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { return errno }
+    // World-readable whatever the umask (the unit's is 0077): node_exporter reads it as another user.
+    fchmod(fd, 0o644)
     var s = text
     let err = s.withUTF8 { Syscall.writeAll(fd, UnsafeRawBufferPointer($0)) }
     close(fd)

@@ -129,17 +129,24 @@ public final class WorkloadRunner: @unchecked Sendable {
     /// The VMs this runner has created so far.
     public var vmIDs: [String] { feeder.sync { vmsByID.keys.sorted() } }
 
+    /// Opens the source and reads its first batch before returning, so the VMs it names exist
+    /// (and a client, or systemd's STATUS=, sees them) from the start; feeding then goes on
+    /// from the feeder queue.
     public func start() {
-        feeder.async { [self] in
+        feeder.sync {
             do throws(TraceError) {
-                source = try kind.makeSource()
+                var s = try kind.makeSource()
+                let more = try s.next(into: &pending, limit: batchSize)
+                source = s
+                next = 0
                 adoptNewVMs()
                 wallStart = DispatchTime.now().uptimeNanoseconds
-                pump()
+                if !more { finish() }
             } catch {
                 fail(error)
             }
         }
+        feeder.async { [self] in pump() }
     }
 
     /// Stops feeding; the VMs stay until the caller removes them. Waits for the feeder.
@@ -154,7 +161,7 @@ public final class WorkloadRunner: @unchecked Sendable {
             for vm in vmsByID.values { vm.setState(paused ? .paused : .running) }
             if !paused {
                 // Resume the clock where it stopped: the pause is not made up at full speed.
-                if let t = traceStart { _ = t; traceStart = nil }
+                traceStart = nil
                 pump()
             }
         }

@@ -157,20 +157,14 @@ def test_first_client_starts_the_service(box):
     assert re.fullmatch(r"3 VMs \(3 running\), \d+ events, hit ratio [\d.]+%", status), status
 
 
-# Daemon bug (DESIGN §7): Daemon.run() starts the control server, then startWorkloads(), then
-# sends READY=1 with statusLine() at once; the runners register their VMs asynchronously, so
-# READY's STATUS= (and the answer to the request that socket-activated the daemon) may see no VM.
-@pytest.mark.xfail(reason="daemon bug: READY=1's STATUS= is computed before the workloads have "
-                          "registered their VMs ('0 VMs (0 running), 0 events,' with a dangling comma) "
-                          "until the 5 s status timer", strict=False)
+# DESIGN §7: the workloads register their VMs before the control socket is served and READY=1
+# is sent, so READY's STATUS= and the request that socket-activated the daemon see them.
 def test_ready_status_names_the_vms(box):
     assert box.ready_status is not None, "runs after test_first_client_starts_the_service"
     assert re.match(r"[1-9]\d* VMs", box.ready_status), box.ready_status
     assert not box.ready_status.endswith(","), box.ready_status
 
 
-@pytest.mark.xfail(reason="daemon bug: the request that socket-activates nestcached can be answered "
-                          "before the configured VMs are registered (\"vms\": {})", strict=False)
 def test_activating_request_sees_the_vms(box):
     assert box.first_stats is not None, "runs after test_first_client_starts_the_service"
     assert set(box.first_stats["vms"]) == {"microvm", "cloud", "thrash"}, box.first_stats
