@@ -93,7 +93,7 @@ public final class VMRuntime: Sendable {
                 // Targeting the (non-overcommit) global queue keeps the thread count near the
                 // core count: a serial queue of its own would be overcommit on Linux, and tens of
                 // thousands of them, blocking on VM locks, would each get a thread.
-                qs.append(DispatchQueue(label: "nestcache.\(id).vcpu\(qs.count)", target: .global(qos: .userInitiated)))
+                qs.append(DispatchQueue(label: "nestcache.\(id).vcpu\(qs.count)", target: .global()))
             }
             return qs[v]
         }

@@ -123,7 +123,7 @@ public final class WorkloadRunner: @unchecked Sendable {
         self.directory = directory
         self.defaultPagesPerContext = defaultPagesPerContext
         self.logger = logger
-        self.feeder = DispatchQueue(label: "nestcache.feed.\(kind.name)", target: .global(qos: .userInitiated))
+        self.feeder = DispatchQueue(label: "nestcache.feed.\(kind.name)", target: .global())
     }
 
     /// The VMs this runner has created so far.
