@@ -313,12 +313,16 @@ class DaemonFactory:
 
 # MARK: journald
 
+SESSION_START = time.time()
+
+
 def journal_entries(*matches, timeout=5.0, until=None):
     """`journalctl -o json MATCH...` records, polled until `until(records)` holds (or any record
     when `until` is None) or `timeout` s pass; returns the last records read."""
     deadline = time.monotonic() + timeout
     while True:
-        proc = subprocess.run(["journalctl", "--no-pager", "-o", "json", *matches],
+        # Only this test session's records: pids are reused across runs.
+        proc = subprocess.run(["journalctl", "--no-pager", "-o", "json", f"--since=@{int(SESSION_START) - 1}", *matches],
                               capture_output=True, text=True, timeout=10)
         records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         done = until(records) if until else bool(records)
