@@ -39,7 +39,11 @@ def start(binary, config_text, tmp):
 
 def stop(p):
     p.terminate()
-    p.wait(timeout=5)
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
 
 def latency(binary, clients, requests):
     config = """
@@ -59,21 +63,29 @@ l2_vcpus = 128
 """
     with tempfile.TemporaryDirectory() as tmp:
         p, sock = start(binary, config, tmp)
-        time.sleep(1)
-        bench = os.path.join(os.path.dirname(binary), "nestcache-bench")
-        e0 = int(request(sock, "show stats load json").split(b'"events":')[1].split(b",")[0])
-        t0 = time.perf_counter()
-        table = ""
-        for interval in (50, 10, 0):
-            out = subprocess.run([bench, "latency", "--socket", sock, "--clients", str(clients), "--requests", str(requests),
-                                  "--interval-ms", str(interval)], capture_output=True, text=True, check=True).stdout
-            table += out if not table else out.split("\n", 2)[2]
-        wall = time.perf_counter() - t0
-        e1 = int(request(sock, "show stats load json").split(b'"events":')[1].split(b",")[0])
-        stop(p)
+        try:
+            return measure_latency(p, sock, binary, clients, requests)
+        finally:
+            stop(p)
+
+
+def measure_latency(p, sock, binary, clients, requests):
+    """The latency table while `p` (serving `sock`) runs its load."""
+    time.sleep(1)
+    bench = os.path.join(os.path.dirname(binary), "nestcache-bench")
+    e0 = int(request(sock, "show stats load json").split(b'"events":')[1].split(b",")[0])
+    t0 = time.perf_counter()
+    table = ""
+    for interval in (50, 10, 0):
+        out = subprocess.run([bench, "latency", "--socket", sock, "--clients", str(clients), "--requests", str(requests),
+                              "--interval-ms", str(interval)], capture_output=True, text=True, check=True).stdout
+        table += out if not table else out.split("\n", 2)[2]
+    wall = time.perf_counter() - t0
+    e1 = int(request(sock, "show stats load json").split(b'"events":')[1].split(b",")[0])
     print(f"show stats json from {clients} concurrent clients x {requests} requests (nestcache-bench latency),")
     print(f"while a 16-vCPU VM runs at speed max ({(e1 - e0) / wall / 1e6:.2f} M events/s meanwhile):")
     print(table, end="")
+
 
 def rss(binary, vms, vcpus, l2):
     parts = ["[daemon]\nsummary_interval_s = 0\n"]
@@ -81,11 +93,12 @@ def rss(binary, vms, vcpus, l2):
         parts.append(f'[[vm]]\nid = "vm{i}"\nl1_vcpus = {vcpus}\n[vm.simulate]\nl2_vcpus = {l2}\nswitch_rate_hz = 10\nseed = {i + 1}\n')
     with tempfile.TemporaryDirectory() as tmp:
         p, sock = start(binary, "".join(parts), tmp)
-        time.sleep(5)
-        out = request(sock, "show info json")
-        with open(f"/proc/{p.pid}/status") as f:
-            status = {l.split(":")[0]: l.split(":")[1].strip() for l in f}
-        stop(p)
+        try:
+            time.sleep(5)
+            with open(f"/proc/{p.pid}/status") as f:
+                status = {l.split(":")[0]: l.split(":")[1].strip() for l in f}
+        finally:
+            stop(p)
     print(f"{vms} simulated VMs of {vcpus} L1 vCPUs and {l2} L2 vCPUs (4 policies each), after 5 s: VmRSS {status['VmRSS']}, "
           f"VmHWM {status['VmHWM']}, threads {status['Threads']}")
 
