@@ -129,3 +129,23 @@ def test_promtool_check_metrics(setup):
     text = scrape(setup["d"])
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, f"promtool check metrics: {proc.returncode}\n{proc.stdout}{proc.stderr}"
+
+
+def test_textfile_for_node_exporter(daemon_factory, tmp_path):
+    """DESIGN §7 `textfile`: the metrics are written to a .prom file by atomic rename, readable by
+    another user (node_exporter) whatever the daemon's umask, and parse as the same format."""
+    from .daemonlib import wait_for
+    prom = tmp_path / "collector" / "nestcache.prom"
+    prom.parent.mkdir()
+    a = unique("tf")
+    d = daemon_factory(config_text(vms=[sim_vm(a)], daemon={"summary_interval_s": "1", "textfile": f'"{prom}"'}))
+    wait_for(lambda: prom.exists(), 5, what="the textfile")
+    assert prom.stat().st_mode & 0o777 == 0o644
+    families = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    events = [s for s in families["nestcache_events"].samples if s.labels.get("vm") == a]
+    assert events and all(s.value > 0 for s in events)
+    assert [p.name for p in prom.parent.iterdir()] == ["nestcache.prom"], "a temporary file was left behind"
+    if shutil.which("promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=prom.read_text(), capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    d.stop()
