@@ -100,7 +100,7 @@ extension Daemon {
         case .pause(let vm), .resume(let vm):
             guard let rt = directory.vm(vm) else { throw ControlError(.noSuchVM, "no VM '\(vm.prefix(64))'") }
             let pausing = request.command == .pause(vm: vm)
-            guard let runner = state.withLock({ $0.runners.first { $0.vmIDs.contains(rt.id) } }) else {
+            guard let runner = directory.runner(of: rt.id) else {
                 throw ControlError(.noSuchVM, "VM '\(vm)' has no running workload")
             }
             guard rt.state == .running || rt.state == .paused else {

@@ -49,27 +49,31 @@ public enum WorkloadKind: Sendable, Equatable {
 /// The VMs the daemon serves, by id, in order of arrival: shared by the runners (which add VMs
 /// as their sources name them) and the control socket (which reads them).
 public final class VMDirectory: Sendable {
-    let vms = Mutex<[VMRuntime]>([])
+    /// Each VM with the runner that feeds it (what `pause VM` acts on).
+    let entries = Mutex<[(vm: VMRuntime, runner: WorkloadRunner)]>([])
 
     public init() {}
 
-    /// Adds `vm` unless its id is taken; returns whether it was added.
-    func add(_ vm: VMRuntime) -> Bool {
-        vms.withLock { list in
-            guard !list.contains(where: { $0.id == vm.id }) else { return false }
-            list.append(vm)
+    /// Adds `vm`, fed by `runner`, unless its id is taken; returns whether it was added.
+    func add(_ vm: VMRuntime, fedBy runner: WorkloadRunner) -> Bool {
+        entries.withLock { list in
+            guard !list.contains(where: { $0.vm.id == vm.id }) else { return false }
+            list.append((vm, runner))
             return true
         }
     }
 
     func remove(_ ids: Set<String>) {
-        vms.withLock { $0.removeAll { ids.contains($0.id) } }
+        entries.withLock { $0.removeAll { ids.contains($0.vm.id) } }
     }
 
     /// Every VM, sorted by id.
-    public var all: [VMRuntime] { vms.withLock { $0 }.sorted { $0.id < $1.id } }
+    public var all: [VMRuntime] { entries.withLock { $0.map(\.vm) }.sorted { $0.id < $1.id } }
 
-    public func vm(_ id: String) -> VMRuntime? { vms.withLock { $0.first { $0.id == id } } }
+    public func vm(_ id: String) -> VMRuntime? { entries.withLock { $0.first { $0.vm.id == id }?.vm } }
+
+    /// The runner feeding VM `id`.
+    func runner(of id: String) -> WorkloadRunner? { entries.withLock { $0.first { $0.vm.id == id }?.runner } }
 }
 
 /// Feeds one workload's events to its VMs' vCPU queues.
@@ -192,7 +196,7 @@ public final class WorkloadRunner: @unchecked Sendable {
             let end = dueEnd()
             if end == next {
                 // Nothing due yet: come back when the next event is (at most 100 ms, to stay responsive).
-                let wait = min(waitNs(for: pending[next]), 100_000_000)
+                let wait = min(waitNs(for: pending[next], now: DispatchTime.now().uptimeNanoseconds), 100_000_000)
                 feeder.asyncAfter(deadline: .now() + .nanoseconds(Int(wait))) { [self] in pump() }
                 return
             }
@@ -203,24 +207,25 @@ public final class WorkloadRunner: @unchecked Sendable {
         }
     }
 
-    /// Wall-clock nanoseconds from now until `e` is due; 0 at speed max.
-    private func waitNs(for e: Event) -> UInt64 {
+    /// Wall-clock nanoseconds from `now` until `e` is due; 0 at speed max. The first event paced
+    /// (after a start, a loop or a resume) anchors the trace's clock to the wall's.
+    private func waitNs(for e: Event, now: UInt64) -> UInt64 {
         guard let scale = kind.speed.scale else { return 0 }
         let t = e.timeNs &+ loopOffset
         if traceStart == nil {
             traceStart = t
-            wallStart = DispatchTime.now().uptimeNanoseconds
+            wallStart = now
         }
         let due = wallStart &+ UInt64(Double(t &- (traceStart ?? t)) * scale)
-        let now = DispatchTime.now().uptimeNanoseconds
         return due > now ? due - now : 0
     }
 
-    /// The end of the run of pending events that are due now.
+    /// The end of the run of pending events that are due now (one clock read for the run).
     private func dueEnd() -> Int {
         if kind.speed.scale == nil { return pending.count }
+        let now = DispatchTime.now().uptimeNanoseconds
         var i = next
-        while i < pending.count, waitNs(for: pending[i]) == 0 { i += 1 }
+        while i < pending.count, waitNs(for: pending[i], now: now) == 0 { i += 1 }
         return i
     }
 
@@ -296,7 +301,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                 continue
             }
             let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext)
-            guard directory.add(vm) else {
+            guard directory.add(vm, fedBy: self) else {
                 byIndex.append(nil)
                 logger.error("VM id already served by another workload; its events are ignored",
                              metadata: ["nestcache.event": "trace-error", "nestcache.vm": "\(info.id)"])

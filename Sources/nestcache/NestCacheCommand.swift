@@ -17,11 +17,8 @@ struct NestCacheCommand: ParsableCommand {
         ])
 }
 
-/// Options shared by the commands that read traces.
-struct TraceOptions: ParsableArguments {
-    @Argument(help: "Trace files, in order ('-' for standard input).")
-    var files: [String] = []
-
+/// How traces are read: shared by every command that reads them (`convert` too).
+struct ReaderOptions: ParsableArguments {
     @Option(help: "Trace format: auto, native or ftrace.")
     var format: TraceFileSequence.Format = .auto
 
@@ -31,16 +28,28 @@ struct TraceOptions: ParsableArguments {
     @Option(help: "The VM id for ftrace files without a tgid column (default: the file's base name).")
     var vm: String?
 
-    func source() -> TraceFileSequence {
-        TraceFileSequence(paths: files, format: format, vm: vm, invalidLines: skipInvalid ? .skip : .fail)
+    var invalidLines: InvalidLinePolicy { skipInvalid ? .skip : .fail }
+
+    func source(_ paths: [String]) -> TraceFileSequence {
+        TraceFileSequence(paths: paths, format: format, vm: vm, invalidLines: invalidLines)
     }
+}
+
+/// Trace files and how to read them.
+struct TraceOptions: ParsableArguments {
+    @Argument(help: "Trace files, in order ('-' for standard input).")
+    var files: [String] = []
+
+    @OptionGroup var reader: ReaderOptions
+
+    func source() -> TraceFileSequence { reader.source(files) }
 
     /// For a simulated workload: the options that only apply to trace files must not be given.
     func validateNoTraceOptions() throws {
         guard files.isEmpty else {
             throw ValidationError("give trace files or --simulate/--preset, not both")
         }
-        guard format == .auto, vm == nil, !skipInvalid else {
+        guard reader.format == .auto, reader.vm == nil, !reader.skipInvalid else {
             throw ValidationError("--format, --vm and --skip-invalid apply to trace files, not to --simulate/--preset")
         }
     }
@@ -115,6 +124,11 @@ struct ModelOptions: ParsableArguments {
 }
 
 extension TraceFileSequence.Format: ExpressibleByArgument {}
+
+/// `--policies a,b,...`, parsed once by ArgumentParser with `PolicySpec`'s message on error (64).
+func parsePolicyList(_ text: String) throws -> [PolicySpec] {
+    do { return try PolicySpec.parseList(text) } catch { throw ValidationError(error.description) }
+}
 extension CompareReport.Format: ExpressibleByArgument {}
 extension SweepReport.Format: ExpressibleByArgument {}
 extension PolicySpec: ExpressibleByArgument {
@@ -193,8 +207,9 @@ struct Compare: ParsableCommand {
     @OptionGroup var workload: WorkloadOptions
     @OptionGroup var model: ModelOptions
 
-    @Option(help: "Comma-separated policies (default: map-per-entry,single,per-vcpu-lru:3,per-vcpu-lru:7,per-vm-table:8).")
-    var policies: String?
+    @Option(help: "Comma-separated policies (default: map-per-entry,single,per-vcpu-lru:3,per-vcpu-lru:7,per-vm-table:8).",
+            transform: parsePolicyList)
+    var policies: [PolicySpec]?
 
     @Option(name: .customLong("output"), help: "Output: table, json, csv or markdown.")
     var output: CompareReport.Format = .table
@@ -207,14 +222,10 @@ struct Compare: ParsableCommand {
                 throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
             }
         }
-        if let policies {
-            do { _ = try PolicySpec.parseList(policies) } catch { throw ValidationError(error.description) }
-        }
     }
 
     func run() throws {
-        let specs = (try? policies.map { try PolicySpec.parseList($0) }) ?? nil
-        var engines = (specs ?? PolicySpec.comparisonDefaults).map { $0.makeEngine(defaultPagesPerContext: model.pages) }
+        var engines = (policies ?? PolicySpec.comparisonDefaults).map { $0.makeEngine(defaultPagesPerContext: model.pages) }
         let source: any EventSource
         if let w = try workload.workload() {
             // By reference, so the simulator's figures are read after the run, not from a copy.
@@ -307,21 +318,14 @@ struct Convert: ParsableCommand {
     @Argument(help: "The output file ('-' for standard output).")
     var output: String
 
-    @Option(help: "Input format: auto, native or ftrace.")
-    var format: TraceFileSequence.Format = .auto
-
-    @Flag(help: "Count malformed lines and go on (the first 10 are reported) instead of failing.")
-    var skipInvalid = false
-
-    @Option(help: "The VM id for ftrace input without a tgid column (default: the input's base name).")
-    var vm: String?
+    @OptionGroup var reader: ReaderOptions
 
     func validate() throws {
         guard !output.isEmpty else { throw ValidationError("give an output file ('-' for standard output)") }
     }
 
     func run() throws {
-        let source = TraceFileSequence(paths: [input], format: format, vm: vm, invalidLines: skipInvalid ? .skip : .fail)
+        let source = reader.source([input])
         let summary = try exitingOnTraceError { () throws(TraceError) in try NativeTraceWriter.write(source, to: output) }
         reportWarnings(summary.warnings, figures: summary.figures)
         let figures = summary.figures.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
@@ -357,8 +361,8 @@ struct SweepCommand: ParsableCommand {
         valueName: "r,r,..."))
     var ratios: String?
 
-    @Option(help: "Comma-separated policies (default: the list below).")
-    var policies: String?
+    @Option(help: "Comma-separated policies (default: the list below).", transform: parsePolicyList)
+    var policies: [PolicySpec]?
 
     @Option(name: .customLong("output"), help: "Output: table, csv, json or markdown.")
     var output: SweepReport.Format = .table
@@ -382,19 +386,10 @@ struct SweepCommand: ParsableCommand {
             guard !trace.files.isEmpty else {
                 throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
             }
-            input = .files(paths: trace.files, format: trace.format, vm: trace.vm, invalidLines: trace.skipInvalid ? .skip : .fail)
+            input = .files(paths: trace.files, format: trace.reader.format, vm: trace.reader.vm, invalidLines: trace.reader.invalidLines)
         }
         do throws(TraceError) {
-            let specs: [PolicySpec]
-            if let policies {
-                do throws(PolicySpec.ParseError) {
-                    specs = try PolicySpec.parseList(policies)
-                } catch {
-                    throw TraceError(.usage, file: "", error.description)
-                }
-            } else {
-                specs = Sweep.defaultPolicies
-            }
+            let specs = policies ?? Sweep.defaultPolicies
             var parsedRatios: [Int]?
             if let ratios { parsedRatios = try Sweep.parseRatios(ratios) }
             return try Sweep(input: input, ratios: parsedRatios, policies: specs, pagesPerContext: model.pages)
