@@ -89,8 +89,8 @@ public struct Gauges: Sendable, Equatable {
 /// with the direct map) costs a few hundred ns; its release (mark dirty, put page) somewhat less;
 /// a hash or list lookup of a warm context a few tens. Where guest memory is *not* in the direct
 /// map (guest_memfd without it), each map is a `memremap`/`vmap` and each unmap a TLB flush:
-/// microseconds, so run with `--map-ns 2000 --unmap-ns 3000` for that case. BENCHMARKS.md and
-/// the README say how to measure real ones.
+/// microseconds, so run with `--map-ns 2000 --unmap-ns 3000` for that case
+/// (docs/DESIGN-NOTES.md).
 public struct CostModel: Sendable, Equatable {
     public var mapNs: Double
     public var unmapNs: Double

@@ -25,38 +25,37 @@ public final class TraceFileSequence: EventSource {
     public enum Format: String, Sendable, CaseIterable { case auto, native, ftrace }
 
     let paths: [String]
+    let format: Format
+    let vm: String?
     let invalidLines: InvalidLinePolicy
-    let open: (String, VMRegistry) throws(TraceError) -> any EventSource
     var index = 0
     var current: (any EventSource)?
     public private(set) var registry = VMRegistry()
     var figureTotals: [(name: String, value: UInt64)] = []
     public private(set) var warnings: [String] = []
 
-    /// `open` makes the reader of one file, given the registry so far.
-    public init(paths: [String], invalidLines: InvalidLinePolicy,
-                open: @escaping (String, VMRegistry) throws(TraceError) -> any EventSource) {
-        self.paths = paths
-        self.invalidLines = invalidLines
-        self.open = open
-    }
-
     /// Files of a given format (`auto`: detected per file from its first lines). `vm` names the
     /// VM of ftrace files without a tgid column; by default each file's base name without extension.
-    public convenience init(paths: [String], format: Format, vm: String?, invalidLines: InvalidLinePolicy) {
-        self.init(paths: paths, invalidLines: invalidLines) { path, registry throws(TraceError) in
-            let resolved: TraceFormat
-            switch format {
-            case .native: resolved = .native
-            case .ftrace: resolved = .ftrace
-            case .auto: resolved = try TraceFormat.detect(path: path)
-            }
-            switch resolved {
-            case .native:
-                return try NativeTraceReader(path: path, invalidLines: invalidLines, registry: registry)
-            case .ftrace:
-                return try FtraceReader(path: path, vm: vm ?? Self.defaultVMName(path), invalidLines: invalidLines, registry: registry)
-            }
+    public init(paths: [String], format: Format, vm: String?, invalidLines: InvalidLinePolicy) {
+        self.paths = paths
+        self.format = format
+        self.vm = vm
+        self.invalidLines = invalidLines
+    }
+
+    /// The reader of one file, continuing the registry of the files before it.
+    func reader(for path: String) throws(TraceError) -> any EventSource {
+        let resolved: TraceFormat
+        switch format {
+        case .native: resolved = .native
+        case .ftrace: resolved = .ftrace
+        case .auto: resolved = try TraceFormat.detect(path: path)
+        }
+        switch resolved {
+        case .native:
+            return try NativeTraceReader(path: path, invalidLines: invalidLines, registry: registry)
+        case .ftrace:
+            return try FtraceReader(path: path, vm: vm ?? Self.defaultVMName(path), invalidLines: invalidLines, registry: registry)
         }
     }
 
@@ -83,7 +82,7 @@ public final class TraceFileSequence: EventSource {
                     batch.removeAll(keepingCapacity: true)
                     return false
                 }
-                current = try open(paths[index], registry)
+                current = try reader(for: paths[index])
                 index += 1
             }
             guard var source = current else { continue }
