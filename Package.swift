@@ -17,13 +17,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // DESIGN §2-4: policies, engine, counters. No I/O, no Dispatch.
         .target(name: "NestCacheCore", swiftSettings: strict),
         // DESIGN §5-6: trace readers/writers, simulator, reports.
         .target(name: "NestCacheWorkload", dependencies: ["NestCacheCore"], swiftSettings: strict),
+        // TOML 1.0 with the line of every key; no input can crash it (docs/DESIGN-NOTES.md).
+        .target(name: "NestCacheTOML", swiftSettings: strict),
         // libsystemd: sd_notify, sd_listen_fds, sd_journal_sendv (non-variadic, callable from Swift).
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // DESIGN §7-8: configuration, vCPU queues, control socket, systemd and journald glue.
@@ -34,7 +35,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
+                "NestCacheTOML",
             ],
             swiftSettings: strict),
         .executableTarget(
@@ -69,6 +70,7 @@ let package = Package(
             name: "NestCacheDaemonTests",
             dependencies: ["NestCacheDaemon", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        .testTarget(name: "NestCacheTOMLTests", dependencies: ["NestCacheTOML"], swiftSettings: strict),
         .testTarget(
             name: "NestCacheWorkloadTests",
             dependencies: ["NestCacheCore", "NestCacheWorkload"],

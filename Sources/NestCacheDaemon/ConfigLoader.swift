@@ -1,22 +1,21 @@
 import Logging
 import NestCacheCore
 import NestCacheWorkload
-import TOMLKit
+import NestCacheTOML
 
 extension DaemonConfig {
     /// Parses and validates a TOML configuration (DESIGN §7). Every error names the key and its
-    /// line. `checkFiles`: replay traces must exist and be readable (off for unit tests of the
-    /// syntax alone).
+    /// line; no input, however malformed, does anything but throw (NestCacheTOML's parser).
+    /// `checkFiles`: replay traces must exist and be readable (off for unit tests of the syntax
+    /// alone).
     public static func load(text: String, path: String, checkFiles: Bool = true) throws(ConfigError) -> DaemonConfig {
         let root: TOMLTable
         do {
-            root = try TOMLTable(string: text)
-        } catch let e as TOMLParseError {
-            throw ConfigError(file: path, line: e.source.begin.line, "TOML syntax: \(e.description)")
+            root = try TOMLParser.parse(text)
         } catch {
-            throw ConfigError(file: path, line: nil, "TOML syntax: \(error)")
+            throw ConfigError(file: path, line: error.line, "TOML syntax: \(error.message)")
         }
-        var loader = ConfigLoader(path: path, lines: KeyLines(text), checkFiles: checkFiles)
+        var loader = ConfigLoader(path: path, lines: KeyLines(root), checkFiles: checkFiles)
         var config = try loader.load(root)
         config.path = path
         config.text = text
@@ -25,10 +24,16 @@ extension DaemonConfig {
 
     /// Reads and loads a file.
     public static func load(path: String) throws(ConfigError) -> DaemonConfig {
-        guard let text = readTextFile(path) else {
-            throw ConfigError(file: path, line: nil, "cannot read the configuration file")
+        guard let bytes = readFile(path) else {
+            throw ConfigError(file: path, line: nil, "cannot read the configuration file (or it is over 1 MiB)")
         }
-        return try load(text: text, path: path)
+        // Checked here, not decoded with replacement characters: the parser names the line.
+        do {
+            try TOMLParser.validateUTF8(bytes)
+        } catch {
+            throw ConfigError(file: path, line: error.line, "TOML syntax: \(error.message)")
+        }
+        return try load(text: String(decoding: bytes, as: UTF8.self), path: path)
     }
 
     /// The embedded default (`config/nestcached.toml`, byte for byte).
@@ -37,67 +42,33 @@ extension DaemonConfig {
     }
 }
 
-/// The line of every key and table header, by table path (`vm[1].simulate`), found by a light
-/// scan of the text: TOMLKit parses values but does not say where they were.
+/// The line of every key and table, by table path (`vm[1].simulate.seed`), from the parsed
+/// document, for messages about keys whose value is fine as TOML but wrong as configuration.
 struct KeyLines {
     var lines: [String: Int] = [:]
 
-    init(_ text: String) {
-        var section = ""
-        var counts: [String: Int] = [:]
-        var current: [String: Int] = [:]  // array-of-tables name -> index of its latest element
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = Self.stripComment(raw).trimmingCharacters
-            guard !line.isEmpty else { continue }
-            if line.hasPrefix("[[") && line.hasSuffix("]]") {
-                let name = String(line.dropFirst(2).dropLast(2)).trimmingCharacters
-                let i = counts[name, default: 0]
-                counts[name] = i + 1
-                current[name] = i
-                section = "\(name)[\(i)]"
-                lines[section] = n + 1
-            } else if line.hasPrefix("[") && line.hasSuffix("]") {
-                let name = String(line.dropFirst().dropLast()).trimmingCharacters
-                // `[vm.simulate]` belongs to the latest `[[vm]]`.
-                let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
-                if parts.count == 2, let i = current[parts[0]] {
-                    section = "\(parts[0])[\(i)].\(parts[1])"
-                } else {
-                    section = name
-                }
-                lines[section] = n + 1
-            } else if let eq = line.firstIndex(of: "=") {
-                var key = String(line[..<eq]).trimmingCharacters
-                if key.hasPrefix("\"") && key.hasSuffix("\"") && key.count >= 2 { key = String(key.dropFirst().dropLast()) }
-                lines[section.isEmpty ? key : "\(section).\(key)"] = n + 1
-            }
-        }
+    init(_ root: TOMLTable) {
+        add(root, prefix: "")
     }
 
-    static func stripComment(_ s: Substring) -> Substring {
-        var inString: Character?
-        for i in s.indices {
-            let c = s[i]
-            if let q = inString {
-                if c == q { inString = nil }
-            } else if c == "\"" || c == "'" {
-                inString = c
-            } else if c == "#" {
-                return s[..<i]
+    private mutating func add(_ table: TOMLTable, prefix: String) {
+        for key in table.keys {
+            guard let v = table[key] else { continue }
+            let path = prefix.isEmpty ? key : "\(prefix).\(key)"
+            lines[path] = v.line
+            if let t = v.table {
+                add(t, prefix: path)
+            } else if let a = v.array {
+                for (i, item) in a.enumerated() {
+                    guard let t = item.table else { continue }
+                    lines["\(path)[\(i)]"] = item.line
+                    add(t, prefix: "\(path)[\(i)]")
+                }
             }
         }
-        return s
     }
 
     func line(_ path: String) -> Int? { lines[path] }
-}
-
-extension StringProtocol {
-    var trimmingCharacters: String {
-        let s = Substring(self)
-        guard let a = s.firstIndex(where: { !$0.isWhitespace }), let b = s.lastIndex(where: { !$0.isWhitespace }) else { return "" }
-        return String(s[a...b])
-    }
 }
 
 struct ConfigLoader {
@@ -128,7 +99,7 @@ struct ConfigLoader {
 
     func string(_ t: TOMLTable, _ key: String, at prefix: String) throws(ConfigError) -> String? {
         guard let v = t[key] else { return nil }
-        guard let s = v.string else { throw error(join(prefix, key), "'\(key)' must be a string, got \(v.type)") }
+        guard let s = v.string else { throw error(join(prefix, key), "'\(key)' must be a string, got \(v.typeName)") }
         return s
     }
 
@@ -339,16 +310,5 @@ struct ConfigLoader {
             loop: try boolean(t, "loop", at: p) ?? false, ordering: ordering, vm: vm,
             policy: try policy(t, "policy", at: p) ?? defaults.policy,
             shadowPolicies: try policies(t, "shadow_policies", at: p) ?? defaults.shadowPolicies)
-    }
-}
-
-extension TOMLValueConvertible {
-    /// The value as written, for messages.
-    var debugText: String {
-        if let s = string { return "'\(s)'" }
-        if let i = int { return String(i) }
-        if let d = double { return String(d) }
-        if let b = bool { return b ? "true" : "false" }
-        return "a \(type)"
     }
 }

@@ -27,6 +27,8 @@ public final class Daemon: Sendable {
     let configPath: String?
     let socketOverride: String?
     let logger: Logger
+    /// The handlers' shared level, which a reload sets from `[daemon] log_level`; nil: fixed.
+    let logLevel: LogLevelSetting?
     let notifier = SystemdNotifier()
     let startNs = DispatchTime.now().uptimeNanoseconds
     /// Signals, timers and reloads run here, one at a time.
@@ -38,12 +40,14 @@ public final class Daemon: Sendable {
 
     static let onSignalQueue = DispatchSpecificKey<Bool>()
 
-    public init(config: DaemonConfig, configPath: String?, socketOverride: String?, logger: Logger) {
+    public init(config: DaemonConfig, configPath: String?, socketOverride: String?, logger: Logger,
+                logLevel: LogLevelSetting? = nil) {
         signalQueue.setSpecific(key: Self.onSignalQueue, value: true)
         self.state = Mutex(State(config: config))
         self.configPath = configPath
         self.socketOverride = socketOverride
         self.logger = logger
+        self.logLevel = logLevel
     }
 
     public var config: DaemonConfig { state.withLock { $0.config } }
@@ -123,6 +127,11 @@ public final class Daemon: Sendable {
         }
         if let s = loaded.daemon.socket, socketOverride == nil, s != socketPath {
             logger.warning("reload: a new socket path takes effect at the next restart", metadata: ["nestcache.event": "reload"])
+        }
+        if let logLevel, logLevel.level != loaded.daemon.logLevel {
+            let old = logLevel.level
+            logLevel.level = loaded.daemon.logLevel
+            logger.notice("reload: log_level \(old) -> \(loaded.daemon.logLevel)", metadata: ["nestcache.event": "reload"])
         }
         let r = apply(loaded)
         state.withLock { $0.lastReloadError = nil }

@@ -5,8 +5,8 @@ import Musl
 #endif
 import NestCacheWorkload
 
-/// The whole file as UTF-8 text, or nil when it cannot be read. Configuration files only.
-func readTextFile(_ path: String, limit: Int = 1 << 20) -> String? {
+/// The whole file, or nil when it cannot be read or is over `limit` bytes. Configuration files only.
+func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -16,7 +16,7 @@ func readTextFile(_ path: String, limit: Int = 1 << 20) -> String? {
         let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0, errno == EINTR { continue }
         guard n >= 0 else { return nil }
-        if n == 0 { return String(decoding: bytes, as: UTF8.self) }
+        if n == 0 { return bytes }
         bytes += chunk[..<n]
     }
     return nil

@@ -51,7 +51,14 @@ public struct JournaldLogHandler: LogHandler {
     /// `SYSLOG_IDENTIFIER` of every record: what `journalctl -t` selects on.
     public let identifier: String
     public let destination: Destination
-    public var logLevel: Logger.Level = .info
+    /// The level this handler's loggers log at: ``levelSetting``'s when one is given (the daemon's
+    /// reloadable `log_level`), else its own.
+    public var logLevel: Logger.Level {
+        get { levelSetting?.level ?? ownLevel }
+        set { if let levelSetting { levelSetting.level = newValue } else { ownLevel = newValue } }
+    }
+    public var levelSetting: LogLevelSetting?
+    private var ownLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
 

@@ -30,12 +30,14 @@ struct Nestcached: AsyncParsableCommand {
             return try DaemonConfig.embeddedDefault()
         }
         let journal = JournaldLogHandler.automatic()
+        let level = LogLevelSetting(c.daemon.logLevel)
         LoggingSystem.bootstrap { _ in
             var h = journal
-            h.logLevel = c.daemon.logLevel
+            h.levelSetting = level
             return h
         }
-        let daemon = Daemon(config: c, configPath: config, socketOverride: socket, logger: Logger(label: "nestcached"))
+        let daemon = Daemon(config: c, configPath: config, socketOverride: socket, logger: Logger(label: "nestcached"),
+                            logLevel: level)
         let code = try await daemon.run()
         if code != 0 { throw ExitCode(code) }
     }
