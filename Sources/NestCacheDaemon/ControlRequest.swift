@@ -50,6 +50,13 @@ extension ControlRequest {
     /// The longest request line, newline excluded (DESIGN §8).
     public static let maxLineLength = 4096
 
+    /// Whether `json` is the line's last word (words split on spaces, tabs and `\r`, as the
+    /// parser splits them): a request that fails to parse is answered in the form it asked for.
+    public static func endsWithJSON(_ line: some Collection<UInt8>) -> Bool {
+        guard let last = line.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }).last else { return false }
+        return last.elementsEqual("json".utf8)
+    }
+
     /// Parses one line (without its newline; a trailing `\r` is allowed). Words are separated by
     /// spaces or tabs; `json` as the last word asks for JSON.
     public init(parsing line: some Collection<UInt8>) throws(ControlError) {
@@ -57,7 +64,7 @@ extension ControlRequest {
             throw ControlError(.badArgument, "request is not UTF-8 text")
         }
         var words = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-        json = words.last == "json"
+        json = Self.endsWithJSON(line)
         if json { words.removeLast() }
         guard let first = words.first else { throw ControlError(.unknownCommand, "empty request; try 'help'") }
         let args = Array(words.dropFirst())

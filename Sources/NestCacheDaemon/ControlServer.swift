@@ -133,7 +133,7 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
         let n = server.clients.add(1, ordering: .relaxed).newValue
         isCounted = true
         if n > server.maxClients {
-            send(context, ControlResponse.error(ControlError(.busy, "too many clients (max_clients \(server.maxClients))"), json: false), close: true)
+            send(context, ControlAnswers.error(ControlError(.busy, "too many clients (max_clients \(server.maxClients))"), json: false), close: true)
             return
         }
         // SO_PEERCRED, read from the descriptor; on the channel's loop this completes at once,
@@ -184,7 +184,7 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
             pendingHead += 1
             switch item {
             case .tooLong:
-                send(context, ControlResponse.error(ControlError(.lineTooLong, "request longer than \(ControlRequest.maxLineLength) bytes"), json: false), close: false)
+                send(context, ControlAnswers.error(ControlError(.lineTooLong, "request longer than \(ControlRequest.maxLineLength) bytes"), json: false), close: false)
             case .line(let bytes):
                 let (text, close) = server.daemon.respond(toLine: bytes, peerUID: peerUID)
                 send(context, text, close: close)

@@ -42,7 +42,8 @@ def as_nobody(sock, *lines):
 
 
 @pytest.fixture(scope="module")
-def setup(module_daemon_factory, tmp_path_factory):
+def setup(module_daemon_factory, tmp_path_factory, journald):
+    # journald first: the daemon picks journal or stderr once, at start (test_admin_refused_... reads the journal).
     trace = tmp_path_factory.mktemp("trace") / "a.trace"
     replay_vms = make_trace(trace, events=2000, seed=2)
     a, b = unique("aa"), unique("ab")

@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NestCacheCore
+import NestCacheWorkload
+
+extension Daemon {
+    /// Answers one request line from a peer with uid `peerUID`; `close` after a `quit`.
+    func respond(toLine bytes: [UInt8], peerUID: UInt32?) -> (text: String, close: Bool) {
+        let request: ControlRequest
+        do throws(ControlError) {
+            request = try ControlRequest(parsing: bytes)
+        } catch {
+            return (ControlAnswers.error(error, json: ControlRequest.endsWithJSON(bytes)), false)
+        }
+        do throws(ControlError) {
+            return try respond(to: request, peerUID: peerUID)
+        } catch {
+            return (ControlAnswers.error(error, json: request.json), false)
+        }
+    }
+
+    /// The dispatcher: checks the peer for admin commands, then asks `ControlAnswers` to render
+    /// what the command shows, or does what it says.
+    func respond(to request: ControlRequest, peerUID: UInt32?) throws(ControlError) -> (text: String, close: Bool) {
+        let json = request.json
+        if request.command.isAdmin {
+            guard let peer = peerUID, peer == 0 || peer == uid else {
+                logger.warning("refused admin command from uid \(peerUID.map(String.init) ?? "unknown")",
+                               metadata: ["nestcache.event": "admin"])
+                throw ControlError(.permissionDenied, "admin commands need uid 0 or the daemon's uid \(uid)")
+            }
+        }
+        typealias A = ControlAnswers
+        switch request.command {
+        case .help:
+            return (A.either(json, .object([("help", .string(A.help))]), A.help), false)
+        case .version:
+            return (A.either(json, .object([("version", .string(Self.version))]), "nestcached \(Self.version)"), false)
+        case .ping:
+            return (A.either(json, .object([("pong", .bool(true))]), "pong"), false)
+        case .quit:
+            return (A.either(json, .object([("bye", .bool(true))]), "bye"), true)
+        case .showInfo:
+            let info = infoJSON()
+            return (A.either(json, info, StatsReport.text(info)), false)
+        case .showStats(let vm):
+            let snaps = try runtimes(vm).map { $0.snapshot() }
+            return (A.either(json, A.statsJSON(snaps, cost: config.defaults.cost, uptimeSeconds: uptimeSeconds), A.statsText(snaps)), false)
+        case .showVCPUs(let vm):
+            let s = try runtime(vm).snapshot(vcpus: true)
+            return (A.either(json, A.vcpusJSON(s, cost: config.defaults.cost), A.vcpusText(s)), false)
+        case .showMetrics:
+            return (A.text(Metrics.render(snapshots(vcpus: true), uptimeSeconds: uptimeSeconds, version: Self.version)), false)
+        case .showConfig:
+            let c = config
+            return (A.config(path: c.path, text: c.text), false)
+        case .resetCounters(let vm):
+            let targets = try runtimes(vm)
+            for t in targets { t.resetCounters() }
+            logger.notice("counters reset: \(targets.map(\.id).joined(separator: ", "))", metadata: ["nestcache.event": "admin"])
+            return (A.ok("counters reset for \(targets.count) VM\(targets.count == 1 ? "" : "s")", json: json), false)
+        case .pause(let vm), .resume(let vm):
+            let rt = try runtime(vm)
+            let pausing = request.command == .pause(vm: vm)
+            guard let runner = directory.runner(of: rt.id) else {
+                throw ControlError(.noSuchVM, "VM '\(vm)' has no running workload")
+            }
+            guard rt.state == .running || rt.state == .paused else {
+                throw ControlError(.badArgument, "VM '\(vm)' is \(rt.state.rawValue)")
+            }
+            runner.setPaused(pausing)
+            logger.notice("\(pausing ? "paused" : "resumed") \(runner.kind.name)", metadata: ["nestcache.event": "admin", "nestcache.vm": "\(vm)"])
+            return (A.ok("\(pausing ? "paused" : "resumed") \(runner.kind.name)", json: json), false)
+        case .reload:
+            switch reload() {
+            case .success(let text): return (A.ok(text, json: json), false)
+            case .failure(let e): throw ControlError(.badArgument, "reload failed, old configuration kept: \(e)")
+            }
+        }
+    }
+
+    func runtime(_ vm: String) throws(ControlError) -> VMRuntime {
+        guard let rt = directory.vm(vm) else { throw ControlError(.noSuchVM, "no VM '\(vm.prefix(64))'") }
+        return rt
+    }
+
+    func runtimes(_ vm: String?) throws(ControlError) -> [VMRuntime] {
+        guard let vm else { return directory.all }
+        return [try runtime(vm)]
+    }
+
+    // MARK: - show info
+
+    func infoJSON() -> JSON {
+        let c = config
+        let (reloads, reloadError) = state.withLock { ($0.reloads, $0.lastReloadError) }
+        return .object([
+            ("version", .string(Self.version)),
+            ("pid", .int(Int64(getpid()))),
+            ("uid", .uint(UInt64(uid))),
+            ("uptime_s", .double((uptimeSeconds * 1000).rounded() / 1000)),
+            ("config", .string(c.path)),
+            ("socket", .string(socketPath)),
+            ("vms", .uint(UInt64(directory.all.count))),
+            ("default_policy", .string(c.defaults.policy.description)),
+            ("shadow_policies", .array(c.defaults.shadowPolicies.map { .string($0.description) })),
+            ("pages_per_context", .int(Int64(c.defaults.pagesPerContext))),
+            ("cost_model", .object([("map_ns", .double(c.defaults.cost.mapNs)), ("unmap_ns", .double(c.defaults.cost.unmapNs)), ("lookup_ns", .double(c.defaults.cost.lookupNs))])),
+            ("reloads", .int(Int64(reloads))),
+            ("last_reload_error", reloadError.map(JSON.string) ?? .null),
+            ("status", .string(statusLine())),
+        ])
+    }
+}
