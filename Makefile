@@ -36,7 +36,7 @@ endif
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
-.PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean \
+.PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean fuzz \
 	install uninstall check-units check-man system-test build-release build-debug
 
 setup:
@@ -63,6 +63,14 @@ test: setup
 	$(MAKE) --no-print-directory check-units check-man CONFIG=debug
 	NESTCACHE_BIN=$(NESTCACHE_BIN) NESTCACHED_BIN=$(NESTCACHED_BIN) $(PYTHON) -m pytest -v -rs \
 		Tests/oracle Tests/daemon Tests/contrib Tests/system
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+
+## libFuzzer + ASan on every fuzz target, FUZZ_SECONDS each (scripts/fuzz.sh; `make test` runs a
+## short pass of TEST_FUZZ_SECONDS); fails on a crash, leak, hang or broken invariant
+FUZZ_SECONDS      ?= 300
+TEST_FUZZ_SECONDS ?= 30
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## systemd units: `systemd-analyze verify` and `security` on an installed tree (scripts/check-units.sh)
 check-units:

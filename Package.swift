@@ -62,6 +62,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
+        // Issue 8: coverage-guided fuzz targets (one file each) and their thin libFuzzer shell.
+        .target(
+            name: "NestCacheFuzzTargets",
+            dependencies: ["NestCacheCore", "NestCacheWorkload", "NestCacheTOML", "NestCacheDaemon",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(name: "CLibFuzzer"),
+        .executableTarget(name: "nestcache-fuzz", dependencies: ["NestCacheFuzzTargets", "CLibFuzzer"], swiftSettings: strict),
+        .testTarget(name: "NestCacheFuzzTests", dependencies: ["NestCacheFuzzTargets"], swiftSettings: strict),
         .testTarget(
             name: "NestCacheCoreTests",
             dependencies: ["NestCacheCore", "NestCacheReference", "NestCacheWorkload"],

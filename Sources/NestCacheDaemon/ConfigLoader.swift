@@ -27,13 +27,18 @@ extension DaemonConfig {
         guard let bytes = readFile(path) else {
             throw ConfigError(file: path, line: nil, "cannot read the configuration file (or it is over 1 MiB)")
         }
-        // Checked here, not decoded with replacement characters: the parser names the line.
+        return try load(bytes: bytes, path: path)
+    }
+
+    /// Loads a file's bytes. Invalid UTF-8 is an error naming its line, never decoded into
+    /// replacement characters.
+    public static func load(bytes: [UInt8], path: String, checkFiles: Bool = true) throws(ConfigError) -> DaemonConfig {
         do {
             try TOMLParser.validateUTF8(bytes)
         } catch {
             throw ConfigError(file: path, line: error.line, "TOML syntax: \(error.message)")
         }
-        return try load(text: String(decoding: bytes, as: UTF8.self), path: path)
+        return try load(text: String(decoding: bytes, as: UTF8.self), path: path, checkFiles: checkFiles)
     }
 
     /// The embedded default (`config/nestcached.toml`, byte for byte).

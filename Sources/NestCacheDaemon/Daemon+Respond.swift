@@ -7,7 +7,7 @@ import NestCacheWorkload
 
 extension Daemon {
     /// Answers one request line from a peer with uid `peerUID`; `close` after a `quit`.
-    func respond(toLine bytes: [UInt8], peerUID: UInt32?) -> (text: String, close: Bool) {
+    public func respond(toLine bytes: [UInt8], peerUID: UInt32?) -> (text: String, close: Bool) {
         let request: ControlRequest
         do throws(ControlError) {
             request = try ControlRequest(parsing: bytes)

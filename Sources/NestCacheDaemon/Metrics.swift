@@ -93,18 +93,19 @@ public enum Metrics {
         out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
     }
 
-    /// Label values escape backslash, double quote and newline (format 0.0.4).
+    /// Label values escape backslash, double quote and newline (format 0.0.4). By scalar, not by
+    /// Character: "\r\n" is one Character in Swift and would slip a raw newline through.
     static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.append(c)
+        var out = String.UnicodeScalarView()
+        for u in s.unicodeScalars {
+            switch u {
+            case "\\": out.append(contentsOf: "\\\\".unicodeScalars)
+            case "\"": out.append(contentsOf: "\\\"".unicodeScalars)
+            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
+            default: out.append(u)
             }
         }
-        return out
+        return String(out)
     }
 
     static func number(_ d: Double) -> String {

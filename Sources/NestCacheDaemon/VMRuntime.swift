@@ -5,7 +5,7 @@ import NestCacheWorkload
 import Synchronization
 
 /// A VM's state as the control socket reports it (DESIGN §8).
-public enum VMState: String, Sendable {
+public enum VMRunState: String, Sendable {
     case running, paused, done, failed
 }
 
@@ -16,13 +16,19 @@ public struct LockWait: Sendable, Equatable {
     public var maxNs: UInt64 = 0
     /// Batches applied (each takes the lock once).
     public var acquisitions: UInt64 = 0
+
+    public init(totalNs: UInt64 = 0, maxNs: UInt64 = 0, acquisitions: UInt64 = 0) {
+        self.totalNs = totalNs
+        self.maxNs = maxNs
+        self.acquisitions = acquisitions
+    }
 }
 
 /// What one consistent look at a VM gives: every policy's counters and gauges taken under the
 /// VM's lock, so the identities of DESIGN §4 hold inside it while the engine runs.
 public struct VMSnapshot: Sendable {
     public var id: String
-    public var state: VMState
+    public var state: VMRunState
     /// `M`: declared, or the vCPUs seen so far.
     public var l1VCPUs: Int
     /// Primary first, then the shadows, in configuration order.
@@ -33,6 +39,17 @@ public struct VMSnapshot: Sendable {
     public var lockWait: LockWait
     /// Events applied since start (or reset).
     public var events: UInt64 { stats.first?.counters.events ?? 0 }
+
+    public init(id: String, state: VMRunState, l1VCPUs: Int, policies: [PolicySpec], stats: [StatsSnapshot], vcpus: [Counters],
+                lockWait: LockWait) {
+        self.id = id
+        self.state = state
+        self.l1VCPUs = l1VCPUs
+        self.policies = policies
+        self.stats = stats
+        self.vcpus = vcpus
+        self.lockWait = lockWait
+    }
 }
 
 /// One VM served by the daemon: its engines (primary, then shadows) behind one lock, and one
@@ -72,11 +89,11 @@ public final class VMRuntime: Sendable {
         if let m = info.l1VCPUs { _ = queue(m - 1) }
     }
 
-    public var state: VMState {
+    public var state: VMRunState {
         get { [.running, .paused, .done, .failed][Int(stateValue.load(ordering: .relaxed))] }
     }
 
-    func setState(_ s: VMState) {
+    func setState(_ s: VMRunState) {
         let raw: UInt8 = switch s {
         case .running: 0
         case .paused: 1
