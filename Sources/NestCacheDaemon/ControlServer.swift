@@ -16,9 +16,9 @@ import Synchronization
 final class ControlServer: Sendable, CustomStringConvertible {
     let daemon: Daemon
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-    let channel = Mutex<(any Channel)?>(nil)
+    let channel = Locked<(any Channel)?>(nil)
     let clients = Atomic<Int>(0)
-    let boundPath = Mutex<String>("")
+    let boundPath = Locked<String>("")
 
     init(daemon: Daemon) {
         self.daemon = daemon

@@ -21,7 +21,7 @@ public final class Daemon: Sendable {
         var lastReloadError: String?
     }
 
-    let state: Mutex<State>
+    let state: Locked<State>
     let directory = VMDirectory()
     /// The file the configuration came from; nil: the embedded default.
     let configPath: String?
@@ -36,14 +36,14 @@ public final class Daemon: Sendable {
     let timers = Timers()
     let uid = getuid()
     /// At most one thrash warning per VM per 10 minutes: never a log line per cache event.
-    let thrashWarnings = Mutex(RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(600)))
+    let thrashWarnings = Locked(RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(600)))
 
     static let onSignalQueue = DispatchSpecificKey<Bool>()
 
     public init(config: DaemonConfig, configPath: String?, socketOverride: String?, logger: Logger,
                 logLevel: LogLevelSetting? = nil) {
         signalQueue.setSpecific(key: Self.onSignalQueue, value: true)
-        self.state = Mutex(State(config: config))
+        self.state = Locked(State(config: config))
         self.configPath = configPath
         self.socketOverride = socketOverride
         self.logger = logger
@@ -236,7 +236,7 @@ public final class Daemon: Sendable {
             // Half the interval, as sd_watchdog_enabled(3) advises; WATCHDOG=1 only while every
             // vCPU queue that has work finished some since the last tick.
             let seconds = max(Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18, 0.02) / 2
-            let last = Mutex<[String: UInt64]>([:])
+            let last = Locked<[String: UInt64]>([:])
             every(seconds) { [self] in
                 let vms = directory.all
                 let stalled = last.withLock { seen in

@@ -66,9 +66,9 @@ public final class VMRuntime: Sendable {
         var lockWait = LockWait()
     }
 
-    let engines: Mutex<Engines>
+    let engines: Locked<Engines>
     /// Serial queues by vCPU index, created as vCPUs appear.
-    let queues = Mutex<[DispatchQueue]>([])
+    let queues = Locked<[DispatchQueue]>([])
     /// Batches handed to and finished by the queues: the watchdog's measure of progress.
     let submitted = Atomic<UInt64>(0)
     let completed = Atomic<UInt64>(0)
@@ -82,8 +82,8 @@ public final class VMRuntime: Sendable {
         self.registry = r
         var engines = policies.map { $0.makeEngine(defaultPagesPerContext: defaultPagesPerContext) }
         for i in engines.indices { engines[i].sync(with: r) }
-        self.engines = Mutex(Engines(engines: engines))
-        self.published = Mutex(VMSnapshot(
+        self.engines = Locked(Engines(engines: engines))
+        self.published = Locked(VMSnapshot(
             id: info.id, state: .running, l1VCPUs: engines.first?.l1VCPUs(vm: 0) ?? 0, policies: policies,
             stats: engines.map { $0.snapshot(vm: 0) }, vcpus: [], lockWait: LockWait()))
         if let m = info.l1VCPUs { _ = queue(m - 1) }
@@ -137,7 +137,7 @@ public final class VMRuntime: Sendable {
     /// milliseconds. Instead the feeder publishes a snapshot when a batch is done (the lock is
     /// then uncontended: it waits for its slices before the next batch), at most one batch
     /// (4096 events) behind the engines, and exact once the VM is paused, done or failed.
-    let published: Mutex<VMSnapshot>
+    let published: Locked<VMSnapshot>
 
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {
         var s = published.withLock { $0 }

@@ -50,7 +50,7 @@ public enum WorkloadKind: Sendable, Equatable {
 /// as their sources name them) and the control socket (which reads them).
 public final class VMDirectory: Sendable {
     /// Each VM with the runner that feeds it (what `pause VM` acts on).
-    let entries = Mutex<[(vm: VMRuntime, runner: WorkloadRunner)]>([])
+    let entries = Locked<[(vm: VMRuntime, runner: WorkloadRunner)]>([])
 
     public init() {}
 
