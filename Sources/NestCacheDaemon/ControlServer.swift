@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -28,9 +29,25 @@ final class ControlServer: Sendable, CustomStringConvertible {
 
     /// Binds the socket systemd passed (socket activation) or the configured path.
     func start() async throws {
-        let d = daemon.config.daemon
+        let bootstrap = makeBootstrap()
+        let fds = try SocketActivation.listenFDs()
+        let ch: any Channel
+        if let fd = fds.first {
+            ch = try await bootstrap.withBoundSocket(fd).get()
+            boundPath.withLock { $0 = "socket-activated fd \(fd)" }
+        } else {
+            let path = daemon.socketPath
+            try prepareSocketPath(path)
+            ch = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            try finishBinding(path)
+            watchSocketFile()
+        }
+        channel.withLock { $0 = ch }
+    }
+
+    func makeBootstrap() -> ServerBootstrap {
         let daemon = daemon
-        let bootstrap = ServerBootstrap(group: group)
+        return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.autoRead, value: true)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: 64 << 10, high: 256 << 10))
@@ -42,21 +59,80 @@ final class ControlServer: Sendable, CustomStringConvertible {
                     try ch.pipeline.syncOperations.addHandler(ControlHandler(server: self))
                 }
             }
-        let fds = try SocketActivation.listenFDs()
-        let ch: any Channel
-        if let fd = fds.first {
-            ch = try await bootstrap.withBoundSocket(fd).get()
-            boundPath.withLock { $0 = "socket-activated fd \(fd)" }
-        } else {
-            let path = daemon.socketPath
-            try prepareSocketPath(path)
-            ch = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-            guard chmod(path, mode_t(d.socketMode)) == 0 else {
-                throw ServerError("chmod \(path): \(String(cString: strerror(errno)))")
-            }
-            boundPath.withLock { $0 = path }
+    }
+
+    /// Sets the socket's mode and remembers which file it is.
+    func finishBinding(_ path: String) throws {
+        guard chmod(path, mode_t(daemon.config.daemon.socketMode)) == 0 else {
+            throw ServerError("chmod \(path): \(String(cString: strerror(errno)))")
         }
-        channel.withLock { $0 = ch }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw ServerError("stat \(path): \(String(cString: strerror(errno)))") }
+        boundPath.withLock { $0 = path }
+        boundFile.withLock { $0 = FileID(st) }
+    }
+
+    // MARK: The socket file removed or replaced under a running daemon
+
+    /// Which file the bound socket is, to notice it removed or replaced.
+    struct FileID: Equatable, Sendable {
+        var dev: UInt64, ino: UInt64
+        init(_ st: stat) { dev = UInt64(st.st_dev); ino = UInt64(st.st_ino) }
+    }
+
+    let boundFile = Locked<FileID?>(nil)
+    /// The last problem logged about the socket file, so each is logged once, not every check.
+    let socketFileProblem = Locked<String?>(nil)
+    let watchTimers = Locked(Daemon.Timers())
+
+    /// Checks the socket file every 5 s (on the daemon's timer queue). systemd-tmpfiles' age
+    /// cleaning or an operator's `rm` can remove it while the daemon runs; then no new client
+    /// could connect, silently. docs/DESIGN-NOTES.md has the behaviour.
+    func watchSocketFile() {
+        let t = DispatchSource.makeTimerSource(queue: daemon.signalQueue)
+        t.schedule(deadline: .now() + 5, repeating: 5, leeway: .milliseconds(100))
+        t.setEventHandler { [self] in checkSocketFile() }
+        t.resume()
+        watchTimers.withLock { $0.list.append(t) }
+    }
+
+    /// Missing, or a socket nobody serves: bind again (open connections go on). A file that is not
+    /// a socket, or a socket another process serves: left alone, with an error logged once.
+    func checkSocketFile() {
+        let path = boundPath.withLock { $0 }
+        guard path.hasPrefix("/") else { return }
+        var st = stat()
+        let exists = lstat(path, &st) == 0
+        if exists, FileID(st) == boundFile.withLock({ $0 }) {
+            socketFileProblem.withLock { $0 = nil }
+            return
+        }
+        let problem: String
+        if exists, (st.st_mode & S_IFMT) != S_IFSOCK {
+            problem = "was replaced by a file that is not a socket; leaving it alone"
+        } else if exists, canConnect(path) {
+            problem = "is served by another process now; leaving it alone"
+        } else {
+            do {
+                // The orphaned listener first: NIO removes the socket file at its path when it
+                // closes (cleanupOnClose), which would take the new file with it.
+                try channel.withLock { $0 }?.close().wait()
+                let ch = try makeBootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+                channel.withLock { $0 = ch }
+                try finishBinding(path)
+                socketFileProblem.withLock { $0 = nil }
+                daemon.logger.warning("control socket \(path) was \(exists ? "replaced by a dead socket" : "removed"): bound it again; open connections go on",
+                                      metadata: ["nestcache.event": "startup"])
+                return
+            } catch {
+                problem = "was removed and cannot be bound again: \(error)"
+            }
+        }
+        let isNew = socketFileProblem.withLock { last in defer { last = problem }; return last != problem }
+        if isNew {
+            daemon.logger.error("control socket \(path) \(problem); new clients cannot connect, open connections go on",
+                                metadata: ["nestcache.event": "startup"])
+        }
     }
 
     /// Creates the socket's directory; refuses to take over a socket another process serves.
@@ -71,6 +147,7 @@ final class ControlServer: Sendable, CustomStringConvertible {
     }
 
     func stop() async {
+        watchTimers.withLock { $0.cancelAll() }
         let ch = channel.withLock { $0 }
         try? await ch?.close()
         let path = boundPath.withLock { $0 }

@@ -36,6 +36,8 @@ public final class Daemon: Sendable {
     let timers = Timers()
     let uid = getuid()
     /// At most one thrash warning per VM per 10 minutes: never a log line per cache event.
+    /// The last textfile write's errno (0: it worked), so that a failure is logged once.
+    let textfileErrno = Locked<Int32>(0)
     let thrashWarnings = Locked(RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(600)))
 
     static let onSignalQueue = DispatchSpecificKey<Bool>()
@@ -281,8 +283,15 @@ public final class Daemon: Sendable {
         guard let path = config.daemon.textfile else { return }
         let text = Metrics.render(snapshots(vcpus: true), uptimeSeconds: uptimeSeconds, version: Self.version)
         let err = writeFileAtomically(path, text)
-        if err != 0 {
-            logger.warning("textfile \(path): \(String(cString: strerror(err)))", metadata: ["nestcache.event": "summary"])
+        // Logged when the error starts or changes, and when writing works again: an unwritable or
+        // full directory gives one record, not one per interval. The old file stays intact
+        // (written to a temporary file, renamed only when complete).
+        let last = textfileErrno.withLock { last in defer { last = err }; return last }
+        if err != 0, err != last {
+            logger.warning("textfile \(path): \(String(cString: strerror(err))); the previous file is kept, retrying every interval",
+                           metadata: ["nestcache.event": "summary"])
+        } else if err == 0, last != 0 {
+            logger.notice("textfile \(path): written again", metadata: ["nestcache.event": "summary"])
         }
     }
 }
