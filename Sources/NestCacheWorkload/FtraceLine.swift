@@ -160,8 +160,8 @@ enum FtraceLine {
     static func event(_ l: UnsafeBufferPointer<UInt8>) -> Parsed {
         let h: Header
         switch header(l) {
-        case .success(let v): h = v
-        case .failure(let e): return .invalid(e.message)
+        case .header(let v): h = v
+        case .failure(let f): return .invalid(f.message(l))
         }
         if h.name.isEmpty { return .ignored }  // <stack trace>, <user stack trace>
         if !h.isKVM { return .skipped(h.qualifiedName) }
@@ -205,25 +205,50 @@ enum FtraceLine {
         var body: Range<Int>
     }
 
-    /// Reads an event line up to its body. No allocation unless the line does not fit.
-    static func header(_ l: UnsafeBufferPointer<UInt8>) -> Result<Header, FieldError> {
-        guard let p = prefix(l) else {
-            return .failure(FieldError(message: "expected an ftrace event line 'COMM-PID [CPU] SECONDS.MICROS: EVENT: ...', got \(Bytes.quote(l))"))
+    /// What `header` read; every payload is plain data, so reading a line copies no reference.
+    enum HeaderParse {
+        case header(Header)
+        case failure(HeaderFailure)
+    }
+
+    /// Why a line is no event line, and where the reading stopped.
+    enum HeaderFailure {
+        case noPrefix
+        case badFlags(at: Int)
+        case badTimestamp(at: Int)
+        case noEventName(at: Int)
+
+        func message(_ l: UnsafeBufferPointer<UInt8>) -> String {
+            switch self {
+            case .noPrefix:
+                return "expected an ftrace event line 'COMM-PID [CPU] SECONDS.MICROS: EVENT: ...', got \(Bytes.quote(l))"
+            case .badFlags(let i):
+                return "expected latency flags (4 or 5 characters) or 'SECONDS.MICROS:' after the CPU column, got \(Bytes.quote(rest(l, i)))"
+            case .badTimestamp(let i):
+                return "expected a timestamp 'SECONDS.MICROS:' (6 or 9 decimals) after the CPU column, got \(Bytes.quote(rest(l, i)))"
+            case .noEventName(let i):
+                return "expected 'EVENT: ' after the timestamp, got \(Bytes.quote(rest(l, i)))"
+            }
         }
+    }
+
+    /// Reads an event line up to its body.
+    /// - Complexity: O(line length); no allocation.
+    @inline(__always)
+    static func header(_ l: UnsafeBufferPointer<UInt8>) -> HeaderParse {
+        guard let p = prefix(l) else { return .failure(.noPrefix) }
         var i = p.afterCPU
         // Latency flags (4 or 5 characters) or straight the timestamp.
         var t = token(l, from: i)
         if t.isEmpty || l[t.upperBound - 1] != UInt8(ascii: ":") {
-            guard t.count == 4 || t.count == 5 else {
-                return .failure(FieldError(message: "expected latency flags (4 or 5 characters) or 'SECONDS.MICROS:' after the CPU column, got \(Bytes.quote(rest(l, t.lowerBound)))"))
-            }
+            guard t.count == 4 || t.count == 5 else { return .failure(.badFlags(at: t.lowerBound)) }
             i = t.upperBound
             t = token(l, from: i)
         }
         guard !t.isEmpty, let timeNs = timestamp(l, t.lowerBound..<(t.upperBound - 1)),
             l[t.upperBound - 1] == UInt8(ascii: ":")
         else {
-            return .failure(FieldError(message: "expected a timestamp 'SECONDS.MICROS:' (6 or 9 decimals) after the CPU column, got \(Bytes.quote(rest(l, t.lowerBound)))"))
+            return .failure(.badTimestamp(at: t.lowerBound))
         }
         i = t.upperBound
 
@@ -231,13 +256,11 @@ enum FtraceLine {
         let n = l.count
         while i < n, Bytes.isSpace(l[i]) { i += 1 }
         if i < n, l[i] == UInt8(ascii: "<") {  // <stack trace>, <user stack trace>
-            return .success(Header(prefix: p, timeNs: timeNs, name: i..<i, qualifiedName: i..<i, isKVM: false, body: i..<n))
+            return .header(Header(prefix: p, timeNs: timeNs, name: i..<i, qualifiedName: i..<i, isKVM: false, body: i..<n))
         }
         let nameStart = i
         while i < n, l[i] != UInt8(ascii: ":"), !Bytes.isSpace(l[i]) { i += 1 }
-        guard i < n, i > nameStart, l[i] == UInt8(ascii: ":") else {
-            return .failure(FieldError(message: "expected 'EVENT: ' after the timestamp, got \(Bytes.quote(rest(l, nameStart)))"))
-        }
+        guard i < n, i > nameStart, l[i] == UInt8(ascii: ":") else { return .failure(.noEventName(at: nameStart)) }
         var name = nameStart..<i
         var isKVM = true
         if i + 1 < n, !Bytes.isSpace(l[i + 1]) {
@@ -252,7 +275,7 @@ enum FtraceLine {
         let qualified = isKVM ? name : nameStart..<name.upperBound
         i += 1
         while i < n, Bytes.isSpace(l[i]) { i += 1 }
-        return .success(Header(prefix: p, timeNs: timeNs, name: name, qualifiedName: qualified, isKVM: isKVM, body: i..<n))
+        return .header(Header(prefix: p, timeNs: timeNs, name: name, qualifiedName: qualified, isKVM: isKVM, body: i..<n))
     }
 
     /// The body after libtraceevent's field errors: a KVM plugin handler that looks for a field
@@ -261,7 +284,7 @@ enum FtraceLine {
     @inline(__always)
     static func pluginErrorsSkipped(_ l: UnsafeBufferPointer<UInt8>, _ body: Range<Int>) -> Range<Int> {
         var i = body.lowerBound
-        while i < body.upperBound {
+        while i < body.upperBound, l[i] == UInt8(ascii: "C") || l[i] == UInt8(ascii: "<") {
             let close: UInt8
             if matches(l, at: i, "CAN'T FIND FIELD \"") {
                 i += 18

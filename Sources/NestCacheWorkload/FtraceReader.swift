@@ -209,7 +209,7 @@ public final class FtraceReader: EventSource {
             let verdict: Bool? = copy.withUTF8 { l in
                 if FtraceLine.isCPUIsEmpty(l, at: line.utf8.count - s.utf8.count) { return nil }
                 if case .lost = FtraceLine.parse(l) { return true }
-                if case .success = FtraceLine.header(l) { return true }
+                if case .header = FtraceLine.header(l) { return true }
                 return false
             }
             if let verdict { return verdict }
