@@ -197,7 +197,8 @@ enum FtraceLine {
         var timeNs: UInt64
         /// The event's name without its system; empty for a `<stack trace>` line.
         var name: Range<Int>
-        /// The name with its system, when perf printed one (`kvm:kvm_exit`); else `name`.
+        /// The name a skipped line is counted under: `system:name` for a system other than
+        /// `kvm` (perf's `sched:sched_switch`), else `name`.
         var qualifiedName: Range<Int>
         /// The system is `kvm`, or none was printed (ftrace, trace-cmd).
         var isKVM: Bool
