@@ -12,11 +12,17 @@ public struct CompareReport: Sendable {
     public var rows: [Row]
     public var cost: CostModel
     public var figures: [(name: String, value: UInt64)]
+    /// The reader's lines of unused events per name (ftrace input), or nil.
+    public var skippedEvents: EventCounts?
 
-    public init(engines: [any PolicyEngine], cost: CostModel, figures: [(name: String, value: UInt64)]) {
+    public init(
+        engines: [any PolicyEngine], cost: CostModel, figures: [(name: String, value: UInt64)],
+        skippedEvents: EventCounts? = nil
+    ) {
         self.rows = engines.map { Row(policy: $0.spec, stats: $0.totals) }
         self.cost = cost
         self.figures = figures
+        self.skippedEvents = skippedEvents
     }
 
     /// Column keys, in output order.
@@ -66,7 +72,7 @@ public struct CompareReport: Sendable {
         .object([
             ("cost_model", .object([("map_ns", .double(cost.mapNs)), ("unmap_ns", .double(cost.unmapNs)), ("lookup_ns", .double(cost.lookupNs))])),
             ("policies", .array(rows.map { r in .object(Array(zip(Self.columns, values(r)))) })),
-        ] + figures.map { ($0.name, JSON.uint($0.value)) })
+        ] + figures.map { ($0.name, JSON.uint($0.value)) } + skippedEventsMembers(skippedEvents))
     }
 
     /// CSV cell: JSON scalars without quotes; null as empty.

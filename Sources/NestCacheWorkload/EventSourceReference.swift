@@ -10,6 +10,7 @@ public final class EventSourceReference: EventSource {
     public var registry: VMRegistry { base.registry }
     public var figures: [(name: String, value: UInt64)] { base.figures }
     public var warnings: [String] { base.warnings }
+    public var skippedEvents: EventCounts? { base.skippedEvents }
 
     public func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
         try base.next(into: &batch, limit: limit)

@@ -1,9 +1,19 @@
 import NestCacheCore
 
 /// The bodies of the KVM events `FtraceReader` uses, in the layouts of arch/x86/kvm/trace.h
-/// across kernel versions (DESIGN §5).
+/// across kernel versions and as libtraceevent's KVM plugin (plugins/plugin_kvm.c, loaded by
+/// `trace-cmd report` and `perf script`) rewrites them (DESIGN §5). Bodies reach these functions
+/// with the plugin's `CAN'T FIND FIELD` errors already skipped (`pluginErrorsSkipped`).
+///
+/// Only what the reader needs is checked: the `vcpu N` where there is one, `reason R` of
+/// `kvm_exit` (R = VMCLEAR is counted), the `vmcs:`/`vmcb:` GPA of an entry. The rest of a body
+/// (rip, info, an exit reason of two words such as `INVALID_STATE FAILED_VMENTRY`, lower-case SVM
+/// reasons) is not read.
 extension FtraceLine {
-    /// `vcpu %u reason %s...` (newer kernels), or `reason %s rip 0x%lx info %llx %llx` (older kernels).
+    /// `kvm_exit`:
+    /// - `vcpu %u reason %s%s%s rip 0x%lx info1 ...` (TRACE_EVENT_KVM_EXIT, Linux 5.9+);
+    /// - `reason %s rip 0x%lx info %llx %llx` (older kernels, and the plugin's rewrite of every
+    ///   version: `reason VMCLEAR rip 0x... info 0 0`, SVM reasons as `EXIT_NPF`), no vCPU.
     static func exitBody(_ l: UnsafeBufferPointer<UInt8>, _ body: Range<Int>) -> Parsed {
         var t = token(l, from: body.lowerBound)
         var vcpu: UInt16?
@@ -14,14 +24,15 @@ extension FtraceLine {
             }
             t = token(l, from: token(l, from: t.upperBound).upperBound)
         }
-        guard equals(l, t, "reason") else {
+        let reason = token(l, from: t.upperBound)
+        guard equals(l, t, "reason"), !reason.isEmpty else {
             return .invalid("kvm_exit: expected 'vcpu N reason ...' or 'reason ...', got \(Bytes.quote(rest(l, body.lowerBound)))")
         }
-        let reason = token(l, from: t.upperBound)
         return record(.vcpuHint(vcpu: vcpu, isVMClear: equals(l, reason, "VMCLEAR")))
     }
 
-    /// `vcpu %u, rip 0x%lx` (newer kernels) or `vcpu %u` (older).
+    /// `kvm_entry`: `vcpu %u, rip 0x%lx` (newer kernels), ` vcpu %u rip 0x%llx` (the plugin) or
+    /// `vcpu %u` (older kernels).
     static func entryBody(_ l: UnsafeBufferPointer<UInt8>, _ body: Range<Int>) -> Parsed {
         let t = token(l, from: body.lowerBound)
         guard equals(l, t, "vcpu") else {
@@ -33,10 +44,25 @@ extension FtraceLine {
         }
     }
 
-    /// `vcpu %u reason %s...` (TRACE_EVENT_KVM_EXIT, newer kernels) or `rip: 0x%016llx reason: %s ...`.
+    /// `kvm_nested_vmexit`:
+    /// - `vcpu %u reason %s...` (TRACE_EVENT_KVM_EXIT, Linux 5.9+; also what follows the plugin's
+    ///   `CAN'T FIND FIELD "rip"<CANT FIND FIELD exit_code>` on those kernels);
+    /// - `rip: 0x%016llx reason: %s ...` (older kernels), no vCPU;
+    /// - `rip %llx reason %s ...` (the plugin on older kernels: hex without `0x`), no vCPU.
     static func nestedExitBody(_ l: UnsafeBufferPointer<UInt8>, _ body: Range<Int>) -> Parsed {
         let t = token(l, from: body.lowerBound)
-        if equals(l, t, "rip:") { return record(.vcpuHint(vcpu: nil, isVMClear: false)) }
+        if equals(l, t, "rip:") || equals(l, t, "rip") {
+            let colon = t.count == 4
+            let value = token(l, from: t.upperBound)
+            let field = UnsafeBufferPointer(rebasing: l[value])
+            let reason = token(l, from: value.upperBound)
+            guard colon ? Bytes.hex0x(field) != nil : isHex(field),
+                colon ? equals(l, reason, "reason:") : equals(l, reason, "reason")
+            else {
+                return .invalid("kvm_nested_vmexit: expected '\(colon ? "rip: 0x... reason: ..." : "rip HEX reason ...")', got \(Bytes.quote(rest(l, body.lowerBound)))")
+            }
+            return record(.vcpuHint(vcpu: nil, isVMClear: false))
+        }
         guard equals(l, t, "vcpu") else {
             return .invalid("kvm_nested_vmexit: expected 'vcpu N reason ...' or 'rip: 0x... reason: ...', got \(Bytes.quote(rest(l, body.lowerBound)))")
         }
@@ -44,6 +70,12 @@ extension FtraceLine {
         case .success(let v): return record(.vcpuHint(vcpu: v, isVMClear: false))
         case .failure(let e): return .invalid(e.message)
         }
+    }
+
+    /// 1 to 16 hex digits without `0x` (the plugin's `%llx`).
+    static func isHex(_ s: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !s.isEmpty, s.count <= 16 else { return false }
+        return s.allSatisfy { isDigit($0) || ($0 | 0x20) &- UInt8(ascii: "a") < 6 }
     }
 
     /// `rip: 0x%016llx vmcs|vmcb: 0x%016llx nested_rip: ...` (kvm_nested_vmenter, newer kernels) or

@@ -18,25 +18,43 @@ import Darwin
 ///     %16s-%-7d  [(%7d) ]  [%03d]  [flags ]  %5lu.%06lu:  event:  body
 ///     comm -pid   (tgid)    [cpu]   d....    seconds.us   name    ...
 ///
+/// or as `perf script` prints it (tools/perf/builtin-script.c, `perf_sample__fprintf_start`, then
+/// the event name right-aligned in the width of the longest one):
+///
+///     %16s  %7d[/%-7d]  [%03d]  %5lu.%06lu:  %*s:          body
+///     comm  tid          [cpu]  seconds.us   system:name
+///     comm  pid/tid      [cpu]  seconds.us   system:name   (perf script -F +pid)
+///
 /// - comm is right-aligned in 16 columns and may hold spaces and '-' (`CPU 1/KVM`,
 ///   `qemu-system-x86`), so the prefix is read from the `[cpu]` column leftwards: the `(tgid)`
 ///   column if there is one (`(-------)` when the tgid is unknown), then `-pid`; what is left is
-///   the comm.
+///   the comm. A run of digits after a space instead of a '-' is perf's thread id (or `pid/tid`:
+///   the pid is then the tgid); what is left of it, trailing blanks removed, is the comm.
 /// - The latency flags (irqs-off, need-resched, hardirq/softirq, preempt-depth and, in newer
-///   kernels, migrate-disable) are 4 or 5 characters, or absent (irq-info off, older trace-cmd).
-/// - The fraction has 6 digits (µs) or 9 (ns, `trace-cmd report -t`).
-/// - `trace-cmd report` pads the event name after its colon.
+///   kernels, migrate-disable) are 4 or 5 characters, or absent (irq-info off, older trace-cmd,
+///   perf).
+/// - The fraction has 6 digits (µs) or 9 (ns, `trace-cmd report -t`, `perf script --ns`).
+/// - `trace-cmd report` pads the event name after its colon; perf pads it before, and prefixes it
+///   with its system (`kvm:kvm_exit:`). Events of system `kvm` (or of none) are read by name;
+///   events of other systems keep `system:name` as their name.
 ///
 /// Other line forms: `#` comments (the `# tracer:` header), blank lines, trace-cmd headers
 /// (`version = 6`, `cpus=4`, `CPU 3 is empty`), stack-trace lines (`=> func`, and events whose
 /// body is `<stack trace>`), and lost-event markers: `CPU:2 [LOST 12 EVENTS]`,
 /// `CPU:2 [LOST EVENTS]` (count unknown) and `##### CPU 2 buffer started ####` (raw `trace`: the
 /// buffer of that CPU wrapped or started late, so earlier events of it are missing).
+///
+/// Only the events the reader uses (`kvm_exit`, `kvm_entry`, `kvm_nested_vmexit`,
+/// `kvm_nested_vmenter`, `kvm_nested_vmrun`) have their bodies checked; any other event line is
+/// `.skipped` with its name, whatever its body.
 enum FtraceLine {
     /// What one line is.
     enum Parsed {
-        /// A comment, blank line, header, stack-trace line, or an event of no interest.
+        /// A comment, blank line, header or stack-trace line.
         case ignored
+        /// A line of an event the reader does not use: its name (`system:name` for a system other
+        /// than `kvm`).
+        case skipped(Range<Int>)
         /// A lost-event marker: the count, or nil where the marker gives none.
         case lost(UInt64?)
         /// A KVM event line this reader uses.
@@ -47,10 +65,11 @@ enum FtraceLine {
 
     /// The `(tgid)` column of a line.
     enum TGID: Equatable {
-        /// No such column (record-tgid off, or trace-cmd).
+        /// No such column (record-tgid off, trace-cmd, perf script without the pid).
         case absent
         /// `(-------)`: the column is there, the tgid was not recorded.
         case unknown
+        /// The tgid, or the pid of perf's `pid/tid` column.
         case known(Int32)
     }
 
@@ -66,9 +85,10 @@ enum FtraceLine {
     }
 
     struct Record {
+        /// The thread: ftrace's pid, perf's tid.
         var pid: Int32
         var tgid: TGID
-        /// The comm, leading padding removed (may be empty).
+        /// The comm, padding removed (may be empty).
         var comm: Range<Int>
         var timeNs: UInt64
         var event: KVMEvent
@@ -138,60 +158,149 @@ enum FtraceLine {
 
     /// The prefix, then the body of the events this reader uses.
     static func event(_ l: UnsafeBufferPointer<UInt8>) -> Parsed {
-        guard let p = prefix(l) else {
-            return .invalid("expected an ftrace event line 'COMM-PID [CPU] SECONDS.MICROS: EVENT: ...', got \(Bytes.quote(l))")
+        let h: Header
+        switch header(l) {
+        case .header(let v): h = v
+        case .failure(let f): return .invalid(f.message(l))
         }
+        if h.name.isEmpty { return .ignored }  // <stack trace>, <user stack trace>
+        if !h.isKVM { return .skipped(h.qualifiedName) }
+
+        let name = h.name
+        let nameStart = name.lowerBound
+        let kind: Parsed
+        switch name.count {
+        case 8 where matches(l, at: nameStart, "kvm_exit"):
+            kind = exitBody(l, pluginErrorsSkipped(l, h.body))
+        case 9 where matches(l, at: nameStart, "kvm_entry"):
+            kind = entryBody(l, pluginErrorsSkipped(l, h.body))
+        case 17 where matches(l, at: nameStart, "kvm_nested_vmexit"):
+            kind = nestedExitBody(l, pluginErrorsSkipped(l, h.body))
+        case 18 where matches(l, at: nameStart, "kvm_nested_vmenter"):
+            kind = enterBody(l, pluginErrorsSkipped(l, h.body), event: "kvm_nested_vmenter")
+        case 16 where matches(l, at: nameStart, "kvm_nested_vmrun"):
+            kind = enterBody(l, pluginErrorsSkipped(l, h.body), event: "kvm_nested_vmrun")
+        default:
+            return .skipped(h.qualifiedName)
+        }
+        guard case .record(var r) = kind else { return kind }
+        r.pid = h.prefix.pid
+        r.tgid = h.prefix.tgid
+        r.comm = h.prefix.comm
+        r.timeNs = h.timeNs
+        return .record(r)
+    }
+
+    /// An event line up to its body: prefix, time, event name.
+    struct Header {
+        var prefix: Prefix
+        var timeNs: UInt64
+        /// The event's name without its system; empty for a `<stack trace>` line.
+        var name: Range<Int>
+        /// The name a skipped line is counted under: `system:name` for a system other than
+        /// `kvm` (perf's `sched:sched_switch`), else `name`.
+        var qualifiedName: Range<Int>
+        /// The system is `kvm`, or none was printed (ftrace, trace-cmd).
+        var isKVM: Bool
+        /// After the name's colon and the blanks that follow it.
+        var body: Range<Int>
+    }
+
+    /// What `header` read; every payload is plain data, so reading a line copies no reference.
+    enum HeaderParse {
+        case header(Header)
+        case failure(HeaderFailure)
+    }
+
+    /// Why a line is no event line, and where the reading stopped.
+    enum HeaderFailure {
+        case noPrefix
+        case badFlags(at: Int)
+        case badTimestamp(at: Int)
+        case noEventName(at: Int)
+
+        func message(_ l: UnsafeBufferPointer<UInt8>) -> String {
+            switch self {
+            case .noPrefix:
+                return "expected an ftrace event line 'COMM-PID [CPU] SECONDS.MICROS: EVENT: ...', got \(Bytes.quote(l))"
+            case .badFlags(let i):
+                return "expected latency flags (4 or 5 characters) or 'SECONDS.MICROS:' after the CPU column, got \(Bytes.quote(rest(l, i)))"
+            case .badTimestamp(let i):
+                return "expected a timestamp 'SECONDS.MICROS:' (6 or 9 decimals) after the CPU column, got \(Bytes.quote(rest(l, i)))"
+            case .noEventName(let i):
+                return "expected 'EVENT: ' after the timestamp, got \(Bytes.quote(rest(l, i)))"
+            }
+        }
+    }
+
+    /// Reads an event line up to its body.
+    /// - Complexity: O(line length); no allocation.
+    @inline(__always)
+    static func header(_ l: UnsafeBufferPointer<UInt8>) -> HeaderParse {
+        guard let p = prefix(l) else { return .failure(.noPrefix) }
         var i = p.afterCPU
         // Latency flags (4 or 5 characters) or straight the timestamp.
         var t = token(l, from: i)
         if t.isEmpty || l[t.upperBound - 1] != UInt8(ascii: ":") {
-            guard t.count == 4 || t.count == 5 else {
-                return .invalid("expected latency flags (4 or 5 characters) or 'SECONDS.MICROS:' after the CPU column, got \(Bytes.quote(rest(l, t.lowerBound)))")
-            }
+            guard t.count == 4 || t.count == 5 else { return .failure(.badFlags(at: t.lowerBound)) }
             i = t.upperBound
             t = token(l, from: i)
         }
         guard !t.isEmpty, let timeNs = timestamp(l, t.lowerBound..<(t.upperBound - 1)),
             l[t.upperBound - 1] == UInt8(ascii: ":")
         else {
-            return .invalid("expected a timestamp 'SECONDS.MICROS:' (6 or 9 decimals) after the CPU column, got \(Bytes.quote(rest(l, t.lowerBound)))")
+            return .failure(.badTimestamp(at: t.lowerBound))
         }
         i = t.upperBound
 
-        // The event name, up to its colon.
-        while i < l.count, Bytes.isSpace(l[i]) { i += 1 }
-        if i < l.count, l[i] == UInt8(ascii: "<") { return .ignored }  // <stack trace>, <user stack trace>
+        // The event name, up to its colon; perf's `system:name:` up to the second one.
+        let n = l.count
+        while i < n, Bytes.isSpace(l[i]) { i += 1 }
+        if i < n, l[i] == UInt8(ascii: "<") {  // <stack trace>, <user stack trace>
+            return .header(Header(prefix: p, timeNs: timeNs, name: i..<i, qualifiedName: i..<i, isKVM: false, body: i..<n))
+        }
         let nameStart = i
-        while i < l.count, l[i] != UInt8(ascii: ":"), !Bytes.isSpace(l[i]) { i += 1 }
-        guard i < l.count, i > nameStart, l[i] == UInt8(ascii: ":") else {
-            return .invalid("expected 'EVENT: ' after the timestamp, got \(Bytes.quote(rest(l, nameStart)))")
+        while i < n, l[i] != UInt8(ascii: ":"), !Bytes.isSpace(l[i]) { i += 1 }
+        guard i < n, i > nameStart, l[i] == UInt8(ascii: ":") else { return .failure(.noEventName(at: nameStart)) }
+        var name = nameStart..<i
+        var isKVM = true
+        if i + 1 < n, !Bytes.isSpace(l[i + 1]) {
+            var k = i + 1
+            while k < n, l[k] != UInt8(ascii: ":"), !Bytes.isSpace(l[k]) { k += 1 }
+            if k < n, k > i + 1, l[k] == UInt8(ascii: ":") {
+                isKVM = equals(l, name, "kvm")
+                name = (i + 1)..<k
+                i = k
+            }
         }
-        let name = nameStart..<i
+        let qualified = isKVM ? name : nameStart..<name.upperBound
         i += 1
-        while i < l.count, Bytes.isSpace(l[i]) { i += 1 }
-        let body = i..<l.count
+        while i < n, Bytes.isSpace(l[i]) { i += 1 }
+        return .header(Header(prefix: p, timeNs: timeNs, name: name, qualifiedName: qualified, isKVM: isKVM, body: i..<n))
+    }
 
-        let kind: Parsed
-        switch name.count {
-        case 8 where matches(l, at: nameStart, "kvm_exit"):
-            kind = exitBody(l, body)
-        case 9 where matches(l, at: nameStart, "kvm_entry"):
-            kind = entryBody(l, body)
-        case 17 where matches(l, at: nameStart, "kvm_nested_vmexit"):
-            kind = nestedExitBody(l, body)
-        case 18 where matches(l, at: nameStart, "kvm_nested_vmenter"):
-            kind = enterBody(l, body, event: "kvm_nested_vmenter")
-        case 16 where matches(l, at: nameStart, "kvm_nested_vmrun"):
-            kind = enterBody(l, body, event: "kvm_nested_vmrun")
-        default:
-            return .ignored
+    /// The body after libtraceevent's field errors: a KVM plugin handler that looks for a field
+    /// the kernel renamed prints `CAN'T FIND FIELD "rip"` (and `<CANT FIND FIELD exit_code>`), then
+    /// gives up and the kernel's own format follows (`kvm_nested_vmexit` since Linux 5.9).
+    @inline(__always)
+    static func pluginErrorsSkipped(_ l: UnsafeBufferPointer<UInt8>, _ body: Range<Int>) -> Range<Int> {
+        var i = body.lowerBound
+        while i < body.upperBound, l[i] == UInt8(ascii: "C") || l[i] == UInt8(ascii: "<") {
+            let close: UInt8
+            if matches(l, at: i, "CAN'T FIND FIELD \"") {
+                i += 18
+                close = UInt8(ascii: "\"")
+            } else if matches(l, at: i, "<CANT FIND FIELD ") {
+                i += 17
+                close = UInt8(ascii: ">")
+            } else {
+                break
+            }
+            while i < body.upperBound, l[i] != close { i += 1 }
+            i = min(i + 1, body.upperBound)
+            while i < body.upperBound, Bytes.isSpace(l[i]) { i += 1 }
         }
-        guard case .record(var r) = kind else { return kind }
-        r.pid = p.pid
-        r.tgid = p.tgid
-        r.comm = p.comm
-        r.timeNs = timeNs
-        return .record(r)
+        return i..<body.upperBound
     }
 
     struct Prefix {
@@ -202,8 +311,8 @@ enum FtraceLine {
         var afterCPU: Int
     }
 
-    /// Finds `[cpu]` and reads leftwards from it: optional `(tgid)`, then `-pid`, then the comm.
-    /// The first `[digits]` that has a valid `COMM-PID [(TGID)]` before it is the CPU column.
+    /// Finds `[cpu]` and reads leftwards from it (`leftOfCPU`). The first `[digits]` that has a
+    /// valid `COMM-PID [(TGID)]` or `COMM TID` before it is the CPU column.
     static func prefix(_ l: UnsafeBufferPointer<UInt8>) -> Prefix? {
         let n = l.count
         var b = 0
@@ -220,7 +329,8 @@ enum FtraceLine {
         return nil
     }
 
-    /// Reads `COMM-PID [(TGID)] ` backwards from the `[` at `open`.
+    /// Reads `COMM-PID [(TGID)] `, perf's `COMM TID ` or `COMM PID/TID ` backwards from the `[`
+    /// at `open`.
     static func leftOfCPU(_ l: UnsafeBufferPointer<UInt8>, _ open: Int) -> Prefix? {
         var j = open - 1
         guard j >= 0, Bytes.isSpace(l[j]) else { return nil }
@@ -248,12 +358,43 @@ enum FtraceLine {
         }
         let pidEnd = j + 1
         while j >= 0, isDigit(l[j]) { j -= 1 }
-        guard j >= 0, j + 1 < pidEnd, l[j] == UInt8(ascii: "-"),
-            let pid = Bytes.decimal(UnsafeBufferPointer(rebasing: l[(j + 1)..<pidEnd])), pid <= UInt64(Int32.max)
-        else { return nil }
+        guard j >= 0, j + 1 < pidEnd, let pid = int32(l, (j + 1)..<pidEnd) else { return nil }
         var c = 0
         while c < j, Bytes.isSpace(l[c]) { c += 1 }
-        return Prefix(comm: c..<j, pid: Int32(pid), tgid: tgid, afterCPU: 0)
+        switch l[j] {
+        case UInt8(ascii: "-"):
+            return Prefix(comm: c..<j, pid: pid, tgid: tgid, afterCPU: 0)
+        case UInt8(ascii: "/") where tgid == .absent:
+            // perf's `PID/TID`: the thread is the tid, the process (the VM) the pid.
+            let tidStart = j + 1
+            j -= 1
+            while j >= 0, isDigit(l[j]) { j -= 1 }
+            guard j >= 0, j + 1 < tidStart - 1, Bytes.isSpace(l[j]), let process = int32(l, (j + 1)..<(tidStart - 1)) else {
+                return nil
+            }
+            return perfPrefix(l, commFrom: c, spaceAt: j, tid: pid, tgid: .known(process))
+        case _ where tgid == .absent && Bytes.isSpace(l[j]):
+            return perfPrefix(l, commFrom: c, spaceAt: j, tid: pid, tgid: .absent)
+        default:
+            return nil
+        }
+    }
+
+    /// perf's comm: from `c` to the blank at `j` before its thread id, trailing blanks removed;
+    /// nil when empty (perf prints `:-1` for a sample without a thread, never nothing).
+    @inline(__always)
+    static func perfPrefix(_ l: UnsafeBufferPointer<UInt8>, commFrom c: Int, spaceAt j: Int, tid: Int32, tgid: TGID) -> Prefix? {
+        var e = j
+        while e > c, Bytes.isSpace(l[e - 1]) { e -= 1 }
+        guard e > c else { return nil }
+        return Prefix(comm: c..<e, pid: tid, tgid: tgid, afterCPU: 0)
+    }
+
+    /// A decimal in `r` that fits an `Int32` (pids and tids), else nil.
+    @inline(__always)
+    static func int32(_ l: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Int32? {
+        guard let v = Bytes.decimal(UnsafeBufferPointer(rebasing: l[r])), v <= UInt64(Int32.max) else { return nil }
+        return Int32(v)
     }
 
     /// `SECONDS.FRACTION` with 6 or 9 fraction digits, in ns; nil on any other form or overflow.

@@ -1,14 +1,16 @@
 import NestCacheCore
 
 /// Reads Linux ftrace text — `trace-cmd report` output, `/sys/kernel/tracing/trace` or
-/// `trace_pipe` — as a stream of `enter` (and, for SVM, `clear`) events (DESIGN §5).
+/// `trace_pipe`, `perf script` output of `perf record -e 'kvm:*'` — as a stream of `enter` (and,
+/// for SVM, `clear`) events (DESIGN §5).
 ///
 ///     CPU 1/KVM-48213   [012] d....  5123.004211: kvm_exit: vcpu 1 reason VMPTRLD rip 0x...
 ///     CPU 1/KVM-48213   [012] .....  5123.004230: kvm_nested_vmenter: rip: 0x... vmcs: 0x000000010a3f2000 ...
 ///
 /// Line forms are `FtraceLine`'s; this type keeps the state that spans lines:
-/// - **VM**: the tgid in decimal where the `(tgid)` column exists; else — no column, or
-///   `(-------)` for a thread whose tgid was not recorded — the VM named `vm`.
+/// - **VM**: the tgid in decimal where the `(tgid)` column exists (or perf's `pid/tid` column
+///   gives the pid); else — no column, or `(-------)` for a thread whose tgid was not recorded —
+///   the VM named `vm`.
 /// - **L1 vCPU** of an entry: the `vcpu N` of the latest `kvm_exit` / `kvm_entry` /
 ///   `kvm_nested_vmexit` line of the same thread (pid); else the `N` of a `CPU N/KVM` comm; else
 ///   the thread's number in its VM, 0, 1, ... in the order its threads first needed one. (A VM
@@ -25,7 +27,8 @@ import NestCacheCore
 /// `vmcs: 0xffffffffffffffff`), `unresolved_clears`, `lost_events` (the sum of N over
 /// `CPU:N [LOST N EVENTS]` markers), `lost_event_markers` (every lost-event marker, including
 /// `CPU:N [LOST EVENTS]` without a count and raw `##### CPU N buffer started ####` lines),
-/// `pid_numbered_vcpus` (threads whose vCPU index came from the order of appearance).
+/// `pid_numbered_vcpus` (threads whose vCPU index came from the order of appearance); and
+/// `skippedEvents`, the lines of every other event per event name.
 ///
 /// - Complexity: O(1) memory in the file's size (state per thread, VM and vCPU); one
 ///   Dictionary lookup or two per KVM line; no allocation per line once every thread is known.
@@ -40,6 +43,8 @@ public final class FtraceReader: EventSource {
     public private(set) var lostEventMarkers: UInt64 = 0
     public private(set) var pidNumberedVCPUs: UInt64 = 0
 
+    public var skippedEvents: EventCounts? { skipped.sorted }
+
     public var figures: [(name: String, value: UInt64)] {
         [
             ("invalid_lines", invalidLines),
@@ -50,7 +55,6 @@ public final class FtraceReader: EventSource {
             ("pid_numbered_vcpus", pidNumberedVCPUs),
         ]
     }
-
 
     let lines: LineReader
     let invalidPolicy: InvalidLinePolicy
@@ -68,6 +72,8 @@ public final class FtraceReader: EventSource {
     var lastVMCB: [UInt64: GPA] = [:]
     /// The second event of an SVM switch that did not fit the caller's batch.
     var pending: Event?
+    /// Lines of events not used, per event name.
+    var skipped = EventNameCounts()
 
     /// Opens `path` (`-` for standard input). `vm` names the VM of lines without a tgid (the CLI
     /// passes the file's base name by default); it must be a valid VM id (`.usage` otherwise).
@@ -95,6 +101,8 @@ public final class FtraceReader: EventSource {
             switch FtraceLine.parse(line) {
             case .ignored:
                 continue
+            case .skipped(let name):
+                skipped.add(UnsafeBufferPointer(rebasing: line[name]))
             case .lost(let count):
                 lostEventMarkers &+= 1
                 if let count { lostEvents &+= count }
@@ -186,8 +194,10 @@ public final class FtraceReader: EventSource {
     // MARK: - Format detection
 
     /// True when the first lines of a file look like ftrace text: a `# tracer:` header, a
-    /// trace-cmd header (`version = N`, `cpus=N`), or an event line of the prefix form. False for
-    /// the native magic `# nestcache-trace v1`, or when no line decides.
+    /// trace-cmd header (`version = N`, `cpus=N`), a lost-event marker, or an event line of
+    /// either prefix form (`COMM-PID [CPU] ... SECONDS.MICROS: EVENT:` or perf script's
+    /// `COMM TID [CPU] SECONDS.MICROS: SYSTEM:EVENT:`). False for the native magic
+    /// `# nestcache-trace v1`, or when no line decides.
     public static func looksLikeFtrace(firstLines: [String]) -> Bool {
         for line in firstLines {
             let s = line.drop { $0 == " " || $0 == "\t" }
@@ -196,7 +206,13 @@ public final class FtraceReader: EventSource {
             if s.hasPrefix("# tracer:") || s.hasPrefix("cpus=") || s.hasPrefix("version = ") { return true }
             if s.hasPrefix("#") { continue }
             var copy = line
-            return copy.withUTF8 { FtraceLine.prefix($0) != nil }
+            let verdict: Bool? = copy.withUTF8 { l in
+                if FtraceLine.isCPUIsEmpty(l, at: line.utf8.count - s.utf8.count) { return nil }
+                if case .lost = FtraceLine.parse(l) { return true }
+                if case .header = FtraceLine.header(l) { return true }
+                return false
+            }
+            if let verdict { return verdict }
         }
         return false
     }

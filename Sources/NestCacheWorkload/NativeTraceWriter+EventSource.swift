@@ -9,6 +9,8 @@ public struct NativeTraceSummary: Sendable {
     public var raisedTimes: UInt64 = 0
     /// The source's figures at its end (`invalid_lines`, `evmcs_skipped`, ...).
     public var figures: [(name: String, value: UInt64)] = []
+    /// The source's lines of unused events per name (ftrace input), or nil.
+    public var skippedEvents: EventCounts?
     /// The source's messages about skipped input (at most the first 10).
     public var warnings: [String] = []
 }
@@ -47,6 +49,7 @@ extension NativeTraceWriter {
             try w.finish(registry: source.registry)
         }
         summary.figures = source.figures
+        summary.skippedEvents = source.skippedEvents
         summary.warnings = source.warnings
         return summary
     }

@@ -32,6 +32,7 @@ public final class TraceFileSequence: EventSource {
     var current: (any EventSource)?
     public private(set) var registry = VMRegistry()
     var figureTotals: [(name: String, value: UInt64)] = []
+    var skippedTotals: EventCounts?
     public private(set) var warnings: [String] = []
 
     /// Files of a given format (`auto`: detected per file from its first lines). `vm` names the
@@ -75,6 +76,13 @@ public final class TraceFileSequence: EventSource {
         return totals
     }
 
+    /// The skipped events of every file read so far, summed by name (nil if none was ftrace).
+    public var skippedEvents: EventCounts? {
+        var totals = skippedTotals
+        if let current { merge(current.skippedEvents, into: &totals) }
+        return totals
+    }
+
     public func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
         while true {
             if current == nil {
@@ -93,6 +101,7 @@ public final class TraceFileSequence: EventSource {
                 return true
             }
             Self.add(source.figures, to: &figureTotals)
+            merge(source.skippedEvents, into: &skippedTotals)
             warnings.append(contentsOf: source.warnings.prefix(warningLimit - min(warningLimit, warnings.count)))
             current = nil
         }

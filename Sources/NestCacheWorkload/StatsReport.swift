@@ -17,7 +17,7 @@ public enum StatsReport {
     /// The JSON of `nestcache replay` (DESIGN §9).
     public static func replayJSON(
         engine: any PolicyEngine, registry: VMRegistry, pagesPerContext: Int, cost: CostModel,
-        figures: [(name: String, value: UInt64)]
+        figures: [(name: String, value: UInt64)], skippedEvents: EventCounts? = nil
     ) -> JSON {
         var vms: [(String, JSON)] = []
         for i in sortedVMIndices(registry, count: engine.vmCount) {
@@ -30,6 +30,7 @@ public enum StatsReport {
             ("vms", .object(vms)),
         ]
         for f in figures { top.append((f.name, .uint(f.value))) }
+        top += skippedEventsMembers(skippedEvents)
         return .object(top)
     }
 

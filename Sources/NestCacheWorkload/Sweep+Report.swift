@@ -63,6 +63,7 @@ public struct SweepReport: Sendable {
         if let w = workloadDescription { top.append(("workload", .string(w))) }
         top.append(("rows", .array(result.rows.map { r in .object(Array(zip(Self.columns, values(r)))) })))
         for f in result.figures { top.append((f.name, .uint(f.value))) }
+        top += skippedEventsMembers(result.skippedEvents)
         return .object(top)
     }
 

@@ -82,6 +82,8 @@ public struct Sweep: Sendable {
         /// Trace files: the readers' figures (`invalid_lines`, ...) and messages about skipped
         /// lines, from the first read of the stream. Empty for workloads.
         public var figures: [(name: String, value: UInt64)]
+        /// Trace files: the readers' lines of unused events per name (nil without ftrace input).
+        public var skippedEvents: EventCounts?
         public var warnings: [String]
     }
 
@@ -177,6 +179,7 @@ public struct Sweep: Sendable {
     struct TaskOutput: Sendable {
         var stats: [StatsSnapshot]
         var figures: [(name: String, value: UInt64)]
+        var skippedEvents: EventCounts?
         var warnings: [String]
     }
 
@@ -247,13 +250,14 @@ public struct Sweep: Sendable {
 
         var rows: [Row] = []
         rows.reserveCapacity(streams.count * policies.count)
-        var result = Result(rows: [], figures: [], warnings: [])
+        var result = Result(rows: [], figures: [], skippedEvents: nil, warnings: [])
         for (i, outcome) in board.outcomes.enumerated() {
             let task = tasks[i]
             switch outcome {
             case .success(let out):
                 if i == 0, case .files = input {
                     result.figures = out.figures
+                    result.skippedEvents = out.skippedEvents
                     result.warnings = out.warnings
                 }
                 let stream = streams[task.stream]
@@ -280,6 +284,7 @@ public struct Sweep: Sendable {
     func run(_ task: Task) throws(TraceError) -> TaskOutput {
         var engines = policies[task.policies].map { $0.makeEngine(defaultPagesPerContext: pagesPerContext) }
         let figures: [(name: String, value: UInt64)]
+        var skippedEvents: EventCounts?
         let warnings: [String]
         if let workload = streams[task.stream].workload {
             try Replay.drive(workload.makeSource(), into: &engines)
@@ -292,9 +297,10 @@ public struct Sweep: Sendable {
             let source = TraceFileSequence(paths: paths, format: format, vm: vm, invalidLines: invalidLines)
             try Replay.drive(source, into: &engines)
             figures = source.figures
+            skippedEvents = source.skippedEvents
             warnings = source.warnings
         }
-        return TaskOutput(stats: engines.map(\.totals), figures: figures, warnings: warnings)
+        return TaskOutput(stats: engines.map(\.totals), figures: figures, skippedEvents: skippedEvents, warnings: warnings)
     }
 }
 

@@ -7,7 +7,7 @@
 //   nestcache-bench alloc-probe --events N  one engine pass over N events (run under valgrind to
 //                                           count heap allocations; see BENCHMARKS.md)
 //   nestcache-bench simulate [--events N]   Simulator alone (no engine), per scheduler
-//   nestcache-bench ftrace [--mb N]         FtraceReader on a generated raw trace (from the simulator)
+//   nestcache-bench ftrace [--mb N] [--layout raw|perf]   FtraceReader on generated raw and perf script traces
 //   nestcache-bench sweep [--events N]      a 25-configuration Sweep with jobs = 1 and jobs = 2
 import Foundation
 import NestCacheCore
@@ -187,17 +187,28 @@ func simulateBench() throws {
     }
 }
 
-/// Raw `/sys/kernel/tracing/trace` lines for a simulated stream (Tests/Fixtures/ftrace forms):
-/// `load` is a `kvm_exit ... reason VMPTRLD`, `clear` a `kvm_exit ... reason VMCLEAR`, `enter` a
-/// `kvm_exit ... reason VMRESUME` then a `kvm_nested_vmenter` with the `vmcs:` GPA.
-func writeRawFtrace(path: String, megabytes: Int) throws {
+/// The ftrace layouts the bench reads.
+enum FtraceLayout: String, CaseIterable {
+    /// Raw `/sys/kernel/tracing/trace` lines (Tests/Fixtures/ftrace forms): `load` is a
+    /// `kvm_exit ... reason VMPTRLD`, `clear` a `kvm_exit ... reason VMCLEAR`, `enter` a
+    /// `kvm_exit ... reason VMRESUME` then a `kvm_nested_vmenter` with the `vmcs:` GPA.
+    case raw
+    /// `perf script` lines of the same stream (Tests/Fixtures/ftrace/constructed forms): the KVM
+    /// plugin's `kvm:kvm_exit: reason R rip 0x... info 0 0` (no vCPU: it comes from the comm
+    /// `CPU N/KVM`), `kvm:kvm_nested_vmenter`, and after each entry a `kvm:kvm_fpu` line, an
+    /// event the reader passes over and counts, as in a `perf record -e 'kvm:*'` capture.
+    case perf
+}
+
+/// A trace of `layout` for a simulated stream, about `megabytes` long.
+func writeFtrace(path: String, megabytes: Int, layout: FtraceLayout) throws {
     let target = megabytes << 20
     guard FileManager.default.createFile(atPath: path, contents: nil),
           let out = FileHandle(forWritingAtPath: path) else {
         throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
     }
     defer { try? out.close() }
-    var text = "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |\n"
+    var text = layout == .perf ? "" : "# tracer: nop\n#\n#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n#              | |         |   |||||     |         |\n"
     var written = 0
     var source = Simulator(benchSimulation(events: Int.max / 2))
     var batch: [Event] = []
@@ -209,7 +220,7 @@ func writeRawFtrace(path: String, megabytes: Int) throws {
         for e in batch {
             let v = Int(e.vcpu)
             let micros = String(e.timeNs / 1000 % 1_000_000)
-            let prefix = "       CPU \(v)/KVM-\(10_000 + v)   [\(String(repeating: "0", count: 3 - String(v % 1000).count))\(v % 1000)] "
+            let cpu = "[\(String(repeating: "0", count: 3 - String(v % 1000).count))\(v % 1000)] "
             let time = "\(1000 + e.timeNs / 1_000_000_000).\(String(repeating: "0", count: 6 - micros.count))\(micros): "
             let reason: String
             switch e.op {
@@ -217,9 +228,19 @@ func writeRawFtrace(path: String, megabytes: Int) throws {
             case .clear: reason = "VMCLEAR"
             case .enter: reason = "VMRESUME"
             }
-            text += prefix + "d.... " + time + "kvm_exit: vcpu \(v) reason \(reason) rip 0xffffffffc0a1b2c3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000\n"
-            if e.op == .enter {
-                text += prefix + "..... " + time + "kvm_nested_vmenter: rip: 0xffffffffc0a1b4d0 vmcs: 0x\(hex16(e.gpa.raw)) nested_rip: 0x00007f3a1c2e1000 int_ctl: 0x00000000 event_inj: 0x00000000 nested_ept=y nested_eptp: 0x000000010b00005e\n"
+            let enter = "rip: 0xffffffffc0a1b4d0 vmcs: 0x\(hex16(e.gpa.raw)) nested_rip: 0x00007f3a1c2e1000 int_ctl: 0x00000000 event_inj: 0x00000000 nested_ept=y nested_eptp: 0x000000010b00005e\n"
+            switch layout {
+            case .raw:
+                let prefix = "       CPU \(v)/KVM-\(10_000 + v)   " + cpu
+                text += prefix + "d.... " + time + "kvm_exit: vcpu \(v) reason \(reason) rip 0xffffffffc0a1b2c3 info1 0x0000000000000000 info2 0x0000000000000000 intr_info 0x00000000 error_code 0x00000000\n"
+                if e.op == .enter { text += prefix + "..... " + time + "kvm_nested_vmenter: " + enter }
+            case .perf:
+                let prefix = "       CPU \(v)/KVM  \(10_000 + v) " + cpu + time
+                text += prefix + "           kvm:kvm_exit: reason \(reason) rip 0xffffffffc0a1b2c3 info 0 0\n"
+                if e.op == .enter {
+                    text += prefix + " kvm:kvm_nested_vmenter: " + enter
+                    text += prefix + "            kvm:kvm_fpu: load\n"
+                }
             }
         }
         written += text.utf8.count
@@ -231,19 +252,23 @@ func writeRawFtrace(path: String, megabytes: Int) throws {
 func ftraceBench() throws {
     let mb = option("--mb", default: 100)
     let runs = option("--runs", default: 3)
-    let path = NSTemporaryDirectory() + "nestcache-bench-ftrace-\(mb)mb.txt"
-    let size0 = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64).flatMap { $0 } ?? 0
-    if size0 < UInt64(mb) << 20 { try writeRawFtrace(path: path, megabytes: mb) }
-    let size = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0)
-    print("ftrace: \(path), \(fmt(size / 1e6)) MB of raw trace lines generated from the simulator; median of \(runs) runs (page cache warm)")
-    var times: [Double] = []
-    var events = 0
-    for _ in 0..<runs {
-        times.append(try seconds { events = try drain(FtraceReader(path: path, vm: "bench0")) })
+    print("ftrace: \(mb) MB of trace lines per layout generated from the simulator; median of \(runs) runs (page cache warm)")
+    print("| layout | MB | MB/s | M events/s |")
+    print("| --- | ---: | ---: | ---: |")
+    let args = CommandLine.arguments
+    let only = args.firstIndex(of: "--layout").flatMap { $0 + 1 < args.count ? FtraceLayout(rawValue: args[$0 + 1]) : nil }
+    for layout in FtraceLayout.allCases where only == nil || only == layout {
+        let path = NSTemporaryDirectory() + (layout == .raw ? "nestcache-bench-ftrace-\(mb)mb.txt" : "nestcache-bench-ftrace-\(layout)-\(mb)mb.txt")
+        let size0 = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64).flatMap { $0 } ?? 0
+        if size0 < UInt64(mb) << 20 { try writeFtrace(path: path, megabytes: mb, layout: layout) }
+        let size = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0)
+        var times: [Double] = []
+        var events = 0
+        for _ in 0..<runs {
+            times.append(try seconds { events = try drain(FtraceReader(path: path, vm: "bench0")) })
+        }
+        print("| FtraceReader, \(layout) | \(fmt(size / 1e6)) | \(fmt(size / median(times) / 1e6)) | \(fmt(Double(events) / median(times) / 1e6)) |")
     }
-    print("| stage | MB/s | M events/s |")
-    print("| --- | ---: | ---: |")
-    print("| FtraceReader alone | \(fmt(size / median(times) / 1e6)) | \(fmt(Double(events) / median(times) / 1e6)) |")
 }
 
 func sweepBench() throws {

@@ -185,7 +185,7 @@ struct Replay: ParsableCommand {
         reportWarnings(source)
         let report = StatsReport.replayJSON(
             engine: engines[0], registry: source.registry, pagesPerContext: model.pages, cost: model.cost,
-            figures: source.figures)
+            figures: source.figures, skippedEvents: source.skippedEvents)
         if json {
             print(report.serialized())
         } else {
@@ -235,7 +235,8 @@ struct Compare: ParsableCommand {
         }
         try exitingOnTraceError { () throws(TraceError) in try NestCacheWorkload.Replay.drive(source, into: &engines) }
         reportWarnings(source)
-        let report = CompareReport(engines: engines, cost: model.cost, figures: source.figures)
+        let report = CompareReport(
+            engines: engines, cost: model.cost, figures: source.figures, skippedEvents: source.skippedEvents)
         print(report.render(output), terminator: "")
     }
 }
@@ -302,7 +303,8 @@ struct Convert: ParsableCommand {
         usage: "nestcache convert <input> [--to native] <output> [--format auto|native|ftrace] [--vm <name>] [--skip-invalid]",
         discussion: """
             The reader's figures (invalid_lines, evmcs_skipped, unresolved_clears, lost_events, \
-            ...) go to standard error. ftrace times that step back (per-CPU buffers merged) are \
+            ..., and skipped_events: the lines of events it does not use, per event name) go to \
+            standard error. ftrace times that step back (per-CPU buffers merged) are \
             raised to the previous event's, since native times never decrease; the order, and so \
             every counter of a replay, is kept. The output appears only once it is complete.
             """)
@@ -328,7 +330,10 @@ struct Convert: ParsableCommand {
         let source = reader.source([input])
         let summary = try exitingOnTraceError { () throws(TraceError) in try NativeTraceWriter.write(source, to: output) }
         reportWarnings(summary.warnings, figures: summary.figures)
-        let figures = summary.figures.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+        var figures = summary.figures.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+        if let skipped = summary.skippedEvents {
+            figures += " skipped_events=" + (skipped.isEmpty ? "none" : skipped.map { "\($0.name):\($0.count)" }.joined(separator: ","))
+        }
         printError("nestcache: \(summary.events) event\(summary.events == 1 ? "" : "s") to \(output == "-" ? "standard output" : output)" + (figures.isEmpty ? "" : "; \(figures)"))
         if summary.raisedTimes > 0 {
             printError("nestcache: \(summary.raisedTimes) event time\(summary.raisedTimes == 1 ? "" : "s") raised to the previous event's (times never decrease in the native format)")

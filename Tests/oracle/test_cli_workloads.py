@@ -9,8 +9,10 @@ import pytest
 from conftest import REPO, replay_json, run
 
 FTRACE = REPO / "Tests" / "Fixtures" / "ftrace"
-# Fixtures that read without --skip-invalid (bad_lines.txt is for the error paths).
-FTRACE_OK = sorted(p for p in FTRACE.glob("*.txt") if p.name != "bad_lines.txt")
+# Fixtures that read without --skip-invalid (bad_lines.txt is for the error paths), with the real
+# captures and constructed layouts of test_cli_ftrace_layouts.py.
+FTRACE_OK = sorted(p for p in FTRACE.glob("*.txt") if p.name != "bad_lines.txt") + sorted(
+    FTRACE.glob("real/*.txt")) + sorted(FTRACE.glob("constructed/*.txt"))
 PRESETS = ["selftest-migrate", "selftest-sched", "microvm-dense", "cloud-mixed", "thrash"]
 SPEC = "l1_vcpus=4,l2_vcpus=20,scheduler=zipf,migration_rate=0.05,events=20000,seed=7"
 MAGIC = "# nestcache-trace v1"
