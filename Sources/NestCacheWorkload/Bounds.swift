@@ -10,7 +10,7 @@ import NestCacheCore
 ///
 ///  1. **Forward, reading the stream** (`SwitchSequence`): the switches of every VM, each
 ///     counted in its VM's `LRUStackDistance` (all of `lru_hits` at once), and appended as a
-///     (GPA key, vCPU) record to a `SpillFile` (8 bytes each; on disk past 1 Mi switches).
+///     (GPA key, vCPU) record to a `SpillFile` (8 bytes each; on disk past 256 Ki switches).
 ///  2. **Backward over those records**: each switch's next use, on its vCPU and in its VM, from
 ///     the last index seen per (GPA, vCPU) and per GPA: a map entry per distinct pair, nothing
 ///     per switch. Written, last switch first, to a second spill file (24 bytes each).
@@ -18,8 +18,8 @@ import NestCacheCore
 ///     `opt_vcpu_hits` at once) and one `BeladyCache` per ratio R.
 ///
 /// Knowing the next use is what the optimum needs; computing it takes the whole sequence, hence
-/// the spill files rather than memory proportional to the trace. A stream that fits in memory
-/// (up to 1 Mi switches) never touches the disk.
+/// the spill files rather than memory proportional to the trace. A stream of up to 256 Ki
+/// switches never touches the disk.
 ///
 /// - Complexity: time O(events + switches · (kmax + |ratios| · log(R · M))) plus the passes'
 ///   I/O; memory O(distinct (GPA, vCPU) pairs + vCPU indices · kmax + Σ min(R · M, GPAs)) plus
@@ -34,7 +34,7 @@ public struct Bounds: Sendable {
     public let ratios: [Int]
 
     /// Records kept in memory before spilling, and per chunk once spilled (tests force spills).
-    var memoryRecords = 1 << 20
+    var memoryRecords = 1 << 18
     var chunkRecords = 1 << 16
     /// Tests: check every structure's invariants after every switch.
     var checksInvariants = false
@@ -72,11 +72,39 @@ public struct Bounds: Sendable {
     /// the spill files.
     public func run(_ source: some EventSource) throws(TraceError) -> BoundsResult {
         var source = source
-        let label = "nestcache bounds"
-
-        // Pass 1: switch sequences, LRU stack distances, records.
         var sequence = SwitchSequence()
         var lru: [LRUStackDistance] = []
+        let futures: SpillFile<FutureRecord>
+        let spilled: Bool
+        do {
+            let switches = try readSwitches(&source, &sequence, &lru)
+            spilled = switches.isSpilled
+            futures = try nextUses(switches, sequence)
+            // The forward records (and their file) go with this scope.
+        }
+        let registry = source.registry
+        let m = (0..<registry.count).map { vm in
+            registry.infos[vm].l1VCPUs ?? (vm < sequence.vms.count ? sequence.vms[vm].seenVCPUs : 0)
+        }
+        let (stacks, caches) = try optima(futures, sequence, m: m)
+
+        var vms: [BoundsResult.VM] = []
+        for vm in StatsReport.sortedVMIndices(registry, count: registry.count).map(Int.init) {
+            let switchCount = vm < sequence.vms.count ? sequence.vms[vm].switches : 0
+            let lruHits = vm < lru.count ? lru[vm].hits : Array(repeating: 0, count: kmax + 1)
+            vms.append(BoundsResult.VM(
+                id: registry.infos[vm].id, switches: switchCount, l1VCPUs: m[vm],
+                lruHits: lruHits, optVCPUHits: stacks[vm].hits, optVMHits: caches[vm].map(\.hits)))
+        }
+        return BoundsResult(kmax: kmax, ratios: ratios, vms: vms, spilled: spilled)
+    }
+
+    private var label: String { "nestcache bounds" }
+
+    /// Pass 1: the switch sequences, counted in each VM's LRU stack on the way, as records.
+    func readSwitches<Source: EventSource>(
+        _ source: inout Source, _ sequence: inout SwitchSequence, _ lru: inout [LRUStackDistance]
+    ) throws(TraceError) -> SpillFile<SwitchRecord> {
         let switches = SpillFile<SwitchRecord>(label: label, memoryRecords: memoryRecords, chunkRecords: chunkRecords)
         var batch: [Event] = []
         batch.reserveCapacity(Replay.batchSize)
@@ -92,31 +120,33 @@ public struct Bounds: Sendable {
                 try switches.append(SwitchRecord(key: key, vcpu: e.vcpu))
             }
         }
-        let registry = source.registry
+        return switches
+    }
 
-        // Pass 2: next uses, backwards. `lastOnVCPU` is keyed by key << 16 | vCPU.
+    /// Pass 2: each switch's next uses, from the last switch back; the result reads back first
+    /// switch first. `lastOnVCPU` is keyed by key << 16 | vCPU: one entry per distinct pair.
+    func nextUses(_ switches: SpillFile<SwitchRecord>, _ sequence: SwitchSequence) throws(TraceError) -> SpillFile<FutureRecord> {
         let futures = SpillFile<FutureRecord>(label: label, memoryRecords: memoryRecords, chunkRecords: chunkRecords)
-        do {
-            var lastInVM = [UInt64](repeating: FutureRecord.never, count: sequence.keyCount)
-            var lastOnVCPU: [UInt64: UInt64] = [:]
-            var index = sequence.count
-            try switches.forEachReversed { (r: SwitchRecord) throws(TraceError) in
-                index -= 1
-                let inVM = lastInVM[Int(r.key)]
-                lastInVM[Int(r.key)] = index
-                let onVCPU = lastOnVCPU.updateValue(index, forKey: UInt64(r.key) << 16 | UInt64(r.vcpu)) ?? FutureRecord.never
-                try futures.append(FutureRecord(nextOnVCPU: onVCPU, nextInVM: inVM, key: r.key, vcpu: r.vcpu))
-            }
-            precondition(index == 0, "bounds: \(index) switches not read back")
+        var lastInVM = [UInt64](repeating: FutureRecord.never, count: sequence.keyCount)
+        var lastOnVCPU: [UInt64: UInt64] = [:]
+        var index = sequence.count
+        try switches.forEachReversed { (r: SwitchRecord) throws(TraceError) in
+            index -= 1
+            let inVM = lastInVM[Int(r.key)]
+            lastInVM[Int(r.key)] = index
+            let onVCPU = lastOnVCPU.updateValue(index, forKey: UInt64(r.key) << 16 | UInt64(r.vcpu)) ?? FutureRecord.never
+            try futures.append(FutureRecord(nextOnVCPU: onVCPU, nextInVM: inVM, key: r.key, vcpu: r.vcpu))
         }
+        precondition(index == 0, "bounds: \(index) switches not read back")
+        return futures
+    }
 
-        // Pass 3: the optimum, forwards in time.
-        let vmCount = registry.count
-        let m = (0..<vmCount).map { vm in
-            registry.infos[vm].l1VCPUs ?? (vm < sequence.vms.count ? sequence.vms[vm].seenVCPUs : 0)
-        }
-        var stacks = Array(repeating: BeladyStack(kmax: kmax), count: vmCount)
-        var caches = (0..<vmCount).map { vm in
+    /// Pass 3: the optimum, forwards in time: per VM one OPT stack (every K) and one heap per R.
+    func optima(
+        _ futures: SpillFile<FutureRecord>, _ sequence: SwitchSequence, m: [Int]
+    ) throws(TraceError) -> (stacks: [BeladyStack], caches: [[BeladyCache]]) {
+        var stacks = Array(repeating: BeladyStack(kmax: kmax), count: m.count)
+        var caches = m.indices.map { vm in
             ratios.map { r in BeladyCache(capacity: r * m[vm], keys: sequence.distinctGPAs(vm)) }
         }
         var index: UInt64 = 0
@@ -131,16 +161,7 @@ public struct Bounds: Sendable {
             }
             index += 1
         }
-
-        var vms: [BoundsResult.VM] = []
-        for vm in StatsReport.sortedVMIndices(registry, count: vmCount).map(Int.init) {
-            let switchCount = vm < sequence.vms.count ? sequence.vms[vm].switches : 0
-            let lruHits = vm < lru.count ? lru[vm].hits : Array(repeating: 0, count: kmax + 1)
-            vms.append(BoundsResult.VM(
-                id: registry.infos[vm].id, switches: switchCount, l1VCPUs: m[vm],
-                lruHits: lruHits, optVCPUHits: stacks[vm].hits, optVMHits: caches[vm].map(\.hits)))
-        }
-        return BoundsResult(kmax: kmax, ratios: ratios, vms: vms, spilled: switches.isSpilled)
+        return (stacks, caches)
     }
 }
 

@@ -34,8 +34,9 @@ final class SpillFile<Record: BitwiseCopyable> {
     /// Records already on file (the file's first `onFile` records).
     private var onFile = 0
 
-    /// The default: 1 Mi records (8 to 24 MiB) in memory, then 64 Ki records per chunk.
-    init(label: String, memoryRecords: Int = 1 << 20, chunkRecords: Int = 1 << 16) {
+    /// The default: 256 Ki records (2 to 6 MiB for `nestcache bounds`) in memory, then 64 Ki
+    /// records per chunk.
+    init(label: String, memoryRecords: Int = 1 << 18, chunkRecords: Int = 1 << 16) {
         precondition(memoryRecords >= 0 && chunkRecords >= 1)
         self.label = label
         self.memoryRecords = memoryRecords
@@ -50,13 +51,13 @@ final class SpillFile<Record: BitwiseCopyable> {
     var isSpilled: Bool { fd >= 0 }
 
     func append(_ r: Record) throws(TraceError) {
-        buffer.append(r)
-        if fd >= 0 {
-            if buffer.count >= chunkRecords { try flush() }
-        } else if buffer.count > memoryRecords {
+        if fd < 0, buffer.count == memoryRecords {
+            // Move to the file before the buffer grows past `memoryRecords`.
             try openFile()
             try flush()
         }
+        buffer.append(r)
+        if fd >= 0, buffer.count >= chunkRecords { try flush() }
     }
 
     /// Calls `body` with every record, the last appended first.
@@ -101,7 +102,13 @@ final class SpillFile<Record: BitwiseCopyable> {
         }
         guard err == 0 else { throw ioError("write to a temporary file", err) }
         onFile += buffer.count
-        buffer.removeAll(keepingCapacity: true)
+        if buffer.capacity > 2 * chunkRecords {
+            // The first flush, of up to `memoryRecords`: from now on one chunk is enough.
+            buffer = []
+            buffer.reserveCapacity(chunkRecords)
+        } else {
+            buffer.removeAll(keepingCapacity: true)
+        }
     }
 
     private func ioError(_ what: String, _ err: Int32) -> TraceError {

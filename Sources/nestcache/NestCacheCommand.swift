@@ -473,6 +473,10 @@ struct BoundsCommand: ParsableCommand {
             print(result.json.serialized())
         } else {
             print(result.text, terminator: "")
+            // The reader's figures matter here: an unresolved VMCLEAR (VMX ftrace) left a
+            // current in place, so a switch back to it is missing from the sequence.
+            let figures = source.figures.map { "\($0.name) \($0.value)" }
+            if !figures.isEmpty { print("\ninput: " + figures.joined(separator: ", ")) }
         }
     }
 }

@@ -132,6 +132,7 @@ def test_text_output(nestcache, tmp_path):
     assert "vm alpha: 7 switches, M = 2 L1 vCPUs" in proc.stdout
     assert "OPT-vCPU hits" in proc.stdout and "OPT-VM hits" in proc.stdout
     assert "42.86%" in proc.stdout  # beta's 3 of 7 with R = 1
+    assert proc.stdout.rstrip().endswith("input: invalid_lines 0")  # the reader's figures
 
 
 @pytest.mark.parametrize("args", [
