@@ -26,7 +26,7 @@ final class SpillFile<Record: BitwiseCopyable> {
     let memoryRecords: Int
     /// Records per write and per read once on file.
     let chunkRecords: Int
-    /// What an I/O error names (the command's input, for the user).
+    /// What an I/O error names, for the user.
     let label: String
 
     private var buffer: [Record] = []
@@ -70,8 +70,8 @@ final class SpillFile<Record: BitwiseCopyable> {
             let start = max(0, end - chunkRecords)
             let n = end - start
             var failure: Int32 = 0
-            // Any bit pattern is a record (BitwiseCopyable, written by `flush`), so the bytes
-            // `pread` fills are the initialized elements.
+            // The bytes `pread` fills are those of records `flush` wrote (BitwiseCopyable: a
+            // record is its bytes), so they are the initialized elements.
             let chunk = [Record](unsafeUninitializedCapacity: n) { p, initialized in
                 failure = Self.readAll(fd, UnsafeMutableRawBufferPointer(p), offset: start * stride)
                 initialized = failure == 0 ? n : 0
