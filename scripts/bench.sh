@@ -16,6 +16,8 @@ echo
 echo
 "$bin/nestcache-bench" sweep
 echo
+"$bin/nestcache-bench" bounds
+echo
 if command -v valgrind >/dev/null; then
   echo "heap allocations (valgrind memcheck, whole process) for one per-vm-table:8 pass:"
   # A stripped copy: valgrind's debuginfo reader gives up on the full one (it links SwiftNIO).

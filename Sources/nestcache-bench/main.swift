@@ -9,6 +9,8 @@
 //   nestcache-bench simulate [--events N]   Simulator alone (no engine), per scheduler
 //   nestcache-bench ftrace [--mb N] [--layout raw|perf]   FtraceReader on generated raw and perf script traces
 //   nestcache-bench sweep [--events N]      a 25-configuration Sweep with jobs = 1 and jobs = 2
+//   nestcache-bench bounds [--events N]     one `nestcache bounds` vs kmax + 1 `replay --policy
+//                                           per-vcpu-lru:K` runs on the same generated trace
 import Foundation
 import NestCacheCore
 import NestCacheReference
@@ -308,6 +310,83 @@ func sweepBench() throws {
     print("load average after: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
 }
 
+/// Runs the `nestcache` next to this binary with `arguments`; returns its standard output.
+func runNestcache(_ arguments: [String]) throws -> Data {
+    let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("nestcache").path
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: bin)
+    p.arguments = arguments
+    let out = Pipe()
+    p.standardOutput = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    precondition(p.terminationStatus == 0, "nestcache \(arguments.joined(separator: " ")) failed")
+    return data
+}
+
+/// Per VM, the hits of a `replay --json` or the `lru_hits` of a `bounds --json`.
+func jsonVMs(_ data: Data) -> [String: [String: Any]] {
+    ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["vms"] as? [String: [String: Any]] ?? [:]
+}
+
+func boundsBench() throws {
+    let n = option("--events", default: 10_000_000)
+    let runs = option("--runs", default: 3)
+    let kmax = 16
+    let path = NSTemporaryDirectory() + "nestcache-bench-bounds-\(n).trace"
+    let spec = benchSimulation(events: n)
+    if !FileManager.default.fileExists(atPath: path) { _ = try NativeTraceWriter.write(Simulator(spec), to: path) }
+    let size = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? UInt64) ?? 0)
+    print("bounds: \(path), \(fmt(size / 1e6)) MB, \(n) events (16 L1 vCPUs, 128 L2 vCPUs, pinned, 2% migrations, 4 entries per switch); median of \(runs) runs (page cache warm)")
+    var once: [Double] = []
+    var separate: [Double] = []
+    var boundsOut = Data()
+    var replayHits: [[String: UInt64]] = []
+    var boundsRSS = 0
+    for _ in 0..<runs {
+        once.append(try seconds { boundsOut = try runNestcache(["bounds", path, "--kmax", String(kmax), "--json"]) })
+        // The largest child so far: only `bounds` runs have ended before the first replay.
+        if boundsRSS == 0 { boundsRSS = childrenMaxRSSKiB() }
+        var hits: [[String: UInt64]] = []
+        separate.append(try seconds {
+            for k in 0...kmax {
+                let vms = jsonVMs(try runNestcache(["replay", path, "--policy", "per-vcpu-lru:\(k)", "--json"]))
+                hits.append(vms.mapValues { ($0["hits"] as? NSNumber)?.uint64Value ?? .max })
+            }
+        })
+        replayHits = hits
+    }
+    // The point of the single pass: the same numbers.
+    var switches: UInt64 = 0
+    for (vm, b) in jsonVMs(boundsOut) {
+        let lru = (b["lru_hits"] as? [NSNumber])?.map(\.uint64Value) ?? []
+        precondition(lru == replayHits.map { $0[vm] ?? .max }, "bounds lru_hits differ from the replays for \(vm)")
+        switches += (b["switches"] as? NSNumber)?.uint64Value ?? 0
+    }
+    let t1 = median(once)
+    let tk = median(separate)
+    let held = switches > 1 << 18 ? "more than 256 Ki: spilled to temporary files" : "up to 256 Ki: held in memory"
+    print("\(switches) switches (\(held)); lru_hits[K] of bounds equal the \(kmax + 1) replays' hits (checked)")
+    print("| run | wall s |")
+    print("| --- | ---: |")
+    print("| 1 x `nestcache bounds --kmax \(kmax) --json`: LRU and OPT per vCPU for K = 0..\(kmax), OPT per VM for R = 1,2,4,8,16 | \(fmt(t1, 2)) |")
+    print("| \(kmax + 1) x `nestcache replay --policy per-vcpu-lru:K --json`, K = 0..\(kmax) | \(fmt(tk, 2)) |")
+    print("speed-up: \(fmt(tk / t1, 1))x; peak RSS of `nestcache bounds`: \(boundsRSS / 1024) MiB")
+    print("load average after: \((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?")")
+}
+
+/// The largest peak RSS of the children waited for so far, in KiB.
+func childrenMaxRSSKiB() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
+    #else
+    getrusage(RUSAGE_CHILDREN, &usage)
+    #endif
+    return usage.ru_maxrss
+}
+
 /// User + system CPU time of this process so far, in seconds.
 func cpuSeconds() -> Double {
     var u = rusage()
@@ -328,7 +407,8 @@ case "latency": try controlLatencyBench()
 case "simulate": try simulateBench()
 case "ftrace": try ftraceBench()
 case "sweep": try sweepBench()
+case "bounds": try boundsBench()
 default:
-    print("usage: nestcache-bench engine|reader|alloc-probe|simulate|ftrace|sweep|daemon|latency [--events N] [--mb N] [--runs N]")
+    print("usage: nestcache-bench engine|reader|alloc-probe|simulate|ftrace|sweep|bounds|daemon|latency [--events N] [--mb N] [--runs N]")
     exit(64)
 }
