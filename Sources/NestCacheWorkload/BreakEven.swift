@@ -93,7 +93,8 @@ public enum BreakEven {
     /// - Complexity: O(1).
     public static func cost(of policy: Line, over baseline: Line, share s: Double = defaultShare) -> Outcome {
         let denominator = baseline.pagesPerEntry - policy.pagesPerEntry - s * baseline.pagesPerEntry
-        guard denominator > 0 else { return .never }
+        // A saving of exactly the share (up to rounding) is reached only in the limit: never.
+        guard denominator > 1e-12 * max(1, baseline.pagesPerEntry) else { return .never }
         let numerator = policy.fixedNsPerEntry - baseline.fixedNsPerEntry + s * baseline.fixedNsPerEntry
         return .below(max(0, numerator / denominator))
     }
