@@ -45,10 +45,10 @@ public struct TextChart: Sendable {
         let n = max(1, xLabels.count)
         // Columns for the points: evenly `step` apart (at most 6) when they fit, else spread
         // over the room left of the x name (then a label that would overlap is left out).
-        let room = max(1, width - margin - 3 - xName.count)
+        let room = max(1, width - margin - 4 - xName.count)
         let step = max(1, min(6, room / max(1, n - 1)))
         let span = min((n - 1) * step, room)
-        let plotWidth = span + 2
+        let plotWidth = span + 3
         let column = { (i: Int) in n > 1 ? 1 + i * span / (n - 1) : 1 }
         var grid = Array(repeating: Array(repeating: Character(" "), count: plotWidth), count: Self.steps + 1)
         for s in series {
