@@ -36,7 +36,7 @@ endif
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
-.PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean fuzz \
+.PHONY: setup build debug run test swift-test oracle-test bench sample report clean distclean fuzz \
 	install uninstall check-units check-man system-test build-release build-debug
 
 setup:
@@ -135,6 +135,12 @@ build-debug:
 ## benchmarks (scripts/bench.sh)
 bench:
 	bash scripts/bench.sh
+
+## docs/REPORT.md and docs/report/PRESET/*.svg: `nestcache report` on every preset, with the
+## readings it derives from the numbers (scripts/make-report.py; under two minutes)
+report:
+	$(SWIFT) build -c release --product nestcache
+	python3 scripts/make-report.py --bin .build/release/nestcache --out docs/REPORT.md
 
 ## regenerate samples/web0.trace (deterministic; Tests/oracle checks it is up to date)
 sample:
