@@ -143,7 +143,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                 let more = try s.next(into: &pending, limit: batchSize)
                 source = s
                 next = 0
-                adoptNewVMs()
+                try adoptNewVMs()
                 wallStart = DispatchTime.now().uptimeNanoseconds
                 if !more { finish() }
             } catch {
@@ -181,11 +181,14 @@ public final class WorkloadRunner: @unchecked Sendable {
                 let more = try s.next(into: &pending, limit: batchSize)
                 source = s
                 next = 0
-                adoptNewVMs()
+                try adoptNewVMs()
                 if !more {
                     if case .replay(let r) = kind, r.loop {
                         loopOffset = lastTime &+ 1
                         source = try kind.makeSource()
+                        // The new reader numbers VMs from 0 in its own order: map them again by
+                        // id (the file may have changed since the last pass).
+                        byIndex = []
                         feeder.async { [self] in pump() }
                     } else {
                         finish()
@@ -292,12 +295,17 @@ public final class WorkloadRunner: @unchecked Sendable {
     }
 
     /// Creates the VMs the source has named since the last look.
-    private func adoptNewVMs() {
+    private func adoptNewVMs() throws(TraceError) {
         guard let registry = source?.registry else { return }
         while byIndex.count < registry.count {
             let info = registry.infos[byIndex.count]
             if let vm = vmsByID[info.id] {
-                byIndex.append(vm)  // a loop of the same trace
+                // A loop of the same trace. If the file was replaced meanwhile and declares the VM
+                // otherwise, its tables were sized for the old declaration: stop, do not guess.
+                guard vm.info == info else {
+                    throw TraceError(.badData, file: kind.name, "VM \(info.id) is declared differently than when it started (the trace changed while looping)")
+                }
+                byIndex.append(vm)
                 continue
             }
             let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext)
