@@ -1,3 +1,4 @@
+import NestCacheControl
 import NestCacheCore
 import NestCacheWorkload
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import NestCacheControl
 import NestCacheCore
 import NestCacheWorkload
 

@@ -5,6 +5,8 @@ import Dispatch
 import Logging
 import NestCacheCore
 import NestCacheWorkload
+import NestCacheControl
+import NestCacheSystem
 import Synchronization
 
 /// nestcached: serves the configured VMs, answers the control socket, talks to systemd.
@@ -56,7 +58,7 @@ public final class Daemon: Sendable {
     var uptimeSeconds: Double { Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e9 }
 
     public var socketPath: String {
-        socketOverride ?? config.socketPath(uid: uid, environment: environment())
+        socketOverride ?? config.socketPath(uid: uid, environment: processEnvironment())
     }
 
     // MARK: - Workloads
@@ -298,13 +300,3 @@ public final class Daemon: Sendable {
 
 func percent(_ r: Double) -> String { format6((r * 10_000).rounded() / 100) + "%" }
 
-func environment() -> [String: String] {
-    var env: [String: String] = [:]
-    var p = environ
-    while let entry = p.pointee {
-        let s = String(cString: entry)
-        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-        p += 1
-    }
-    return env
-}

@@ -1,6 +1,7 @@
 import Logging
 import NestCacheCore
 import NestCacheWorkload
+import NestCacheControl
 
 /// A configuration problem: `FILE:LINE: message`, exit 78 (DESIGN §7, §10).
 public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -124,9 +125,7 @@ public struct DaemonConfig: Sendable, Equatable {
 
     /// The socket path: configured, else DESIGN §8's default for this user.
     public func socketPath(uid: UInt32, environment: [String: String]) -> String {
-        if let s = daemon.socket { return s }
-        if uid != 0, let xdg = environment["XDG_RUNTIME_DIR"], !xdg.isEmpty { return xdg + "/nestcache/nestcached.sock" }
-        return "/run/nestcache/nestcached.sock"
+        daemon.socket ?? ControlSocket.defaultPath(uid: uid, environment: environment)
     }
 }
 

@@ -1,4 +1,4 @@
-import CSystemd
+import CThreadPriority
 import Dispatch
 import NestCacheCore
 import NestCacheWorkload

@@ -153,20 +153,3 @@ public enum Bytes {
         return "'" + String(decoding: printable, as: UTF8.self) + (s.count > 40 ? "…'" : "'")
     }
 }
-
-/// System calls that retry `EINTR` in one place.
-public enum Syscall {
-    /// Writes all of `bytes` to `fd`; returns `errno` on failure, 0 on success.
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
-        var off = 0
-        while off < bytes.count {
-            let n = write(fd, bytes.baseAddress?.advanced(by: off), bytes.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            off += n
-        }
-        return 0
-    }
-}
