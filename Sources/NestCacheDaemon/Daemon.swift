@@ -62,7 +62,7 @@ public final class Daemon: Sendable {
     // MARK: - Workloads
 
     static func workloads(_ c: DaemonConfig) -> [WorkloadKind] {
-        c.vms.map(WorkloadKind.simulated) + c.replays.map(WorkloadKind.replay)
+        c.vms.map(WorkloadKind.simulated) + c.replays.map(WorkloadKind.replay) + c.lives.map(WorkloadKind.live)
     }
 
     func startWorkloads() {
@@ -83,7 +83,7 @@ public final class Daemon: Sendable {
         var stop: [WorkloadRunner] = []
         var wanted = Self.workloads(new)
         for r in oldRunners {
-            if !defaultsChanged, let i = wanted.firstIndex(of: r.kind) {
+            if !defaultsChanged, !r.hasFailedLive, let i = wanted.firstIndex(of: r.kind) {
                 keep.append(r)
                 wanted.remove(at: i)
             } else {
