@@ -103,6 +103,7 @@ extension Daemon {
             ("uptime_s", .double((uptimeSeconds * 1000).rounded() / 1000)),
             ("config", .string(c.path)),
             ("socket", .string(socketPath)),
+            ("metrics_listen", metricsBound.withLock { $0 }.map(JSON.string) ?? .null),
             ("vms", .uint(UInt64(directory.all.count))),
             ("default_policy", .string(c.defaults.policy.description)),
             ("shadow_policies", .array(c.defaults.shadowPolicies.map { .string($0.description) })),

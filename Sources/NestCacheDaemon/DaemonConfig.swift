@@ -194,6 +194,12 @@ public struct MetricsListen: Sendable, Equatable, CustomStringConvertible {
         self.port = n
     }
 
+    /// A parsed address with another port (the one bound for port 0).
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     static func isAddress(_ s: String, family: Int32) -> Bool {
