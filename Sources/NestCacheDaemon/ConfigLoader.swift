@@ -220,7 +220,11 @@ struct ConfigLoader {
             d.socket = s
         }
         if let v = t["socket_mode"] {
-            let mode: UInt32? = v.int.flatMap { UInt32(exactly: $0) } ?? v.string.flatMap { UInt32($0, radix: 8) }
+            let mode: UInt32? = switch v.kind {
+            case .integer(let i): UInt32(exactly: i)
+            case .string(let s): UInt32(s, radix: 8)
+            default: nil
+            }
             guard let mode, mode <= 0o777 else {
                 throw error("daemon.socket_mode", "'socket_mode' must be an octal mode such as \"0660\" or 0o660, got \(v.debugText)")
             }

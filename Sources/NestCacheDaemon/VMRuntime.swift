@@ -64,6 +64,8 @@ public final class VMRuntime: Sendable {
     public let id: String
     public let policies: [PolicySpec]
     let registry: VMRegistry
+    /// The declaration the VM was made with (a looping trace must not change it).
+    var info: VMInfo { registry.infos[0] }
 
     struct Engines: Sendable {
         var engines: [any PolicyEngine]

@@ -173,7 +173,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                 let more = try s.next(into: &pending, limit: batchSize)
                 source = s
                 next = 0
-                adoptNewVMs()
+                try adoptNewVMs()
                 wallStart = DispatchTime.now().uptimeNanoseconds
                 lastArrivalNs = wallStart
                 if live != nil {
@@ -235,7 +235,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                 let more = try s.next(into: &pending, limit: batchSize)
                 source = s
                 next = 0
-                adoptNewVMs()
+                try adoptNewVMs()
                 if let live {
                     // Any line counts as arrival (a capture's kvm_exit lines make no event).
                     if live.lineNumber != linesSeen {
@@ -251,6 +251,9 @@ public final class WorkloadRunner: @unchecked Sendable {
                     if case .replay(let r) = kind, r.loop {
                         loopOffset = lastTime &+ 1
                         source = try kind.makeSource()
+                        // The new reader numbers VMs from 0 in its own order: map them again by
+                        // id (the file may have changed since the last pass).
+                        byIndex = []
                         feeder.async { [self] in pump() }
                     } else {
                         finish()
@@ -357,12 +360,17 @@ public final class WorkloadRunner: @unchecked Sendable {
     }
 
     /// Creates the VMs the source has named since the last look.
-    private func adoptNewVMs() {
+    private func adoptNewVMs() throws(TraceError) {
         guard let registry = source?.registry else { return }
         while byIndex.count < registry.count {
             let info = registry.infos[byIndex.count]
             if let vm = vmsByID[info.id] {
-                byIndex.append(vm)  // a loop of the same trace
+                // A loop of the same trace. If the file was replaced meanwhile and declares the VM
+                // otherwise, its tables were sized for the old declaration: stop, do not guess.
+                guard vm.info == info else {
+                    throw TraceError(.badData, file: kind.name, "VM \(info.id) is declared differently than when it started (the trace changed while looping)")
+                }
+                byIndex.append(vm)
                 continue
             }
             let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext)
