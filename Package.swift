@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "NestCacheTOML", swiftSettings: strict),
         // libsystemd: sd_notify, sd_listen_fds, sd_journal_sendv (non-variadic, callable from Swift).
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
-        // DESIGN §7-8: configuration, vCPU queues, control socket, systemd and journald glue.
+        // DESIGN §7-8: configuration, vCPU queues, control socket, HTTP metrics, systemd and journald glue.
         .target(
             name: "NestCacheDaemon",
             dependencies: [
@@ -41,6 +41,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 "NestCacheTOML",
             ],

@@ -26,6 +26,18 @@ func isReadableFile(_ path: String) -> Bool {
     return access(path, R_OK) == 0 && stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
 }
 
+/// Why `path` cannot be followed by a `[[live]]` source, or nil: it must exist, be readable, and
+/// be a FIFO or a regular file (tracefs `trace_pipe` is one). Nothing is opened (a FIFO's open
+/// could wait for a writer).
+func liveInputProblem(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return "cannot read '\(path)': \(String(cString: strerror(errno)))" }
+    let type = st.st_mode & S_IFMT
+    guard type == S_IFIFO || type == S_IFREG else { return "'\(path)' is not a FIFO or a regular file" }
+    guard access(path, R_OK) == 0 else { return "cannot read '\(path)': \(String(cString: strerror(errno)))" }
+    return nil
+}
+
 /// Writes `text` to `path` atomically: a temporary file in the same directory, then rename.
 func writeFileAtomically(_ path: String, _ text: String) -> Int32 {
     let tmp = "\(path).tmp-\(getpid())"
