@@ -36,7 +36,7 @@ endif
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
-.PHONY: setup build debug run test swift-test oracle-test bench sample report clean distclean fuzz \
+.PHONY: setup build debug run test swift-test oracle-test bench sample report clean distclean fuzz sanitize soak \
 	install uninstall check-units check-man system-test build-release build-debug
 
 setup:
@@ -71,6 +71,15 @@ FUZZ_SECONDS      ?= 300
 TEST_FUZZ_SECONDS ?= 30
 fuzz:
 	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## ASan and TSan: swift test and the daemon's end-to-end tests on sanitized builds (scripts/sanitize.sh)
+sanitize: setup
+	bash scripts/sanitize.sh
+
+## not in CI: SOAK_MINUTES with 1,000 simulated VMs, reload storms and client churn (scripts/soak.py)
+SOAK_MINUTES ?= 10
+soak: setup build
+	$(PYTHON) scripts/soak.py --minutes $(SOAK_MINUTES)
 
 ## systemd units: `systemd-analyze verify` and `security` on an installed tree (scripts/check-units.sh)
 check-units:

@@ -22,19 +22,26 @@ let package = Package(
         // DESIGN §2-4: policies, engine, counters. No I/O, no Dispatch.
         .target(name: "NestCacheCore", swiftSettings: strict),
         // DESIGN §5-6: trace readers/writers, simulator, reports.
-        .target(name: "NestCacheWorkload", dependencies: ["NestCacheCore"], swiftSettings: strict),
+        .target(name: "NestCacheWorkload", dependencies: ["NestCacheCore", "NestCacheSystem"], swiftSettings: strict),
+        // read/write with EINTR, stderr, sockaddr_un: the system calls made outside SwiftNIO, once.
+        .target(name: "NestCacheSystem", swiftSettings: strict),
+        // DESIGN §8's request grammar, framer, client and socket path: no NIO, TOML or libsystemd.
+        .target(name: "NestCacheControl", dependencies: ["NestCacheSystem"], swiftSettings: strict),
+        // setpriority(2) of the calling thread (syscall(2) is variadic, hence C).
+        .target(name: "CThreadPriority"),
         // TOML 1.0 with the line of every key; no input can crash it (docs/DESIGN-NOTES.md).
         .target(name: "NestCacheTOML", swiftSettings: strict),
         // libsystemd: sd_notify, sd_listen_fds, sd_journal_sendv (non-variadic, callable from Swift).
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
-        // DESIGN §7-8: configuration, vCPU queues, control socket, systemd and journald glue.
+        // DESIGN §7-8: configuration, vCPU queues, control socket, HTTP metrics, systemd and journald glue.
         .target(
             name: "NestCacheDaemon",
             dependencies: [
-                "NestCacheCore", "NestCacheWorkload", "CSystemd",
+                "NestCacheCore", "NestCacheWorkload", "NestCacheControl", "NestCacheSystem", "CSystemd", "CThreadPriority",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 "NestCacheTOML",
             ],
@@ -52,21 +59,21 @@ let package = Package(
         .executableTarget(
             name: "nestcache",
             dependencies: [
-                "NestCacheCore", "NestCacheWorkload", "NestCacheDaemon",
+                "NestCacheCore", "NestCacheWorkload", "NestCacheControl", "NestCacheSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
         .executableTarget(
             name: "nestcache-bench",
             dependencies: [
-                "NestCacheCore", "NestCacheWorkload", "NestCacheReference", "NestCacheDaemon",
+                "NestCacheCore", "NestCacheWorkload", "NestCacheReference", "NestCacheDaemon", "NestCacheControl",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         // Issue 8: coverage-guided fuzz targets (one file each) and their thin libFuzzer shell.
         .target(
             name: "NestCacheFuzzTargets",
-            dependencies: ["NestCacheCore", "NestCacheWorkload", "NestCacheTOML", "NestCacheDaemon",
+            dependencies: ["NestCacheCore", "NestCacheWorkload", "NestCacheTOML", "NestCacheDaemon", "NestCacheControl",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "CLibFuzzer"),
@@ -78,8 +85,9 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "NestCacheDaemonTests",
-            dependencies: ["NestCacheDaemon", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["NestCacheDaemon", "NestCacheControl", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        .testTarget(name: "NestCacheControlTests", dependencies: ["NestCacheControl"], swiftSettings: strict),
         .testTarget(name: "NestCacheTOMLTests", dependencies: ["NestCacheTOML"], swiftSettings: strict),
         .testTarget(
             name: "NestCacheWorkloadTests",

@@ -23,7 +23,7 @@ for san in "${sanitizers[@]}"; do
     swift test --build-path "$build" --sanitize="$san" --skip-build 2>&1 | grep -E '^(✔|✘) Test run|Executed .* tests|error:' || status=1
     echo "sanitize: $san: end-to-end tests of the daemon"
     NESTCACHE_BIN=$PWD/$build/debug/nestcache NESTCACHED_BIN=$PWD/$build/debug/nestcached \
-        .venv/bin/python -m pytest -q -p no:cacheprovider Tests/daemon 2>&1 | tail -n 3 || status=1
+        .venv/bin/python -m pytest -q -p no:cacheprovider Tests/daemon 2>&1 | grep -E '^(FAILED|ERROR)|passed|failed' || status=1
     if compgen -G "$reports/*" >/dev/null; then
         status=1
         echo "sanitize: $san: REPORTS in $reports:"

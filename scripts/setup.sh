@@ -14,7 +14,8 @@ REQS=$ROOT/scripts/requirements-test.txt
 
 # Debian packages. python3-venv: ensurepip for Debian's python3 (a pyenv python has its own);
 # libsystemd-dev + pkg-config: the daemon's journald/sd_notify glue (DESIGN §7); systemd: journald
-# and journalctl for the tests; prometheus: promtool, which checks `show metrics` in the tests;
+# and journalctl for the tests; prometheus: promtool, which checks `show metrics` in the tests, and the
+# server that scrapes a real daemon's metrics_listen in Tests/daemon/test_http_metrics.py;
 # socat: the README's one-liners; chromium: renders `nestcache report --html` headless in Tests/oracle.
 DEB_PACKAGES=(python3 python3-venv libsystemd-dev pkg-config make git systemd prometheus socat chromium)
 

@@ -175,7 +175,7 @@ struct ConfigLoader {
     // MARK: Sections
 
     mutating func load(_ root: TOMLTable) throws(ConfigError) -> DaemonConfig {
-        try checkKeys(root, at: "", allowed: ["daemon", "defaults", "vm", "replay"], name: "the top level")
+        try checkKeys(root, at: "", allowed: ["daemon", "defaults", "vm", "replay", "live"], name: "the top level")
         var c = DaemonConfig()
         if let d = try table(root, "daemon", at: "") { c.daemon = try daemonSection(d) }
         if let d = try table(root, "defaults", at: "") { c.defaults = try defaultsSection(d) }
@@ -194,13 +194,24 @@ struct ConfigLoader {
             }
             c.replays.append(r)
         }
+        for (i, t) in try tables(root, "live").enumerated() {
+            let l = try liveSource(t, at: "live[\(i)]", defaults: c.defaults)
+            if let vm = l.vm {
+                if let other = ids[vm] { throw error("live[\(i)].vm", "duplicate VM id '\(vm)' (also \(other))") }
+                ids[vm] = "[[live]] #\(i + 1)"
+            }
+            if let other = c.lives.firstIndex(where: { $0.trace == l.trace }) {
+                throw error("live[\(i)].trace", "'\(l.trace)' is already followed by [[live]] #\(other + 1)")
+            }
+            c.lives.append(l)
+        }
         return c
     }
 
     func daemonSection(_ t: TOMLTable) throws(ConfigError) -> DaemonConfig.DaemonSection {
         let p = "daemon"
         try checkKeys(t, at: p, allowed: ["socket", "socket_mode", "max_clients", "idle_timeout_s", "log_level",
-                                          "summary_interval_s", "textfile"], name: "[daemon]")
+                                          "summary_interval_s", "textfile", "metrics_listen"], name: "[daemon]")
         var d = DaemonConfig.DaemonSection()
         if let s = try string(t, "socket", at: p) {
             guard s.hasPrefix("/"), s.utf8.count < 108 else {
@@ -209,7 +220,11 @@ struct ConfigLoader {
             d.socket = s
         }
         if let v = t["socket_mode"] {
-            let mode: UInt32? = v.int.flatMap { UInt32(exactly: $0) } ?? v.string.flatMap { UInt32($0, radix: 8) }
+            let mode: UInt32? = switch v.kind {
+            case .integer(let i): UInt32(exactly: i)
+            case .string(let s): UInt32(s, radix: 8)
+            default: nil
+            }
             guard let mode, mode <= 0o777 else {
                 throw error("daemon.socket_mode", "'socket_mode' must be an octal mode such as \"0660\" or 0o660, got \(v.debugText)")
             }
@@ -229,6 +244,12 @@ struct ConfigLoader {
                 throw error("daemon.textfile", "'textfile' must be an absolute path ending in .prom (node_exporter reads only those), got '\(s)'")
             }
             d.textfile = s
+        }
+        if let s = try string(t, "metrics_listen", at: p) {
+            guard let m = MetricsListen(parsing: s) else {
+                throw error("daemon.metrics_listen", "'metrics_listen' must be HOST:PORT with an IPv4 address, [IPv6 address] or localhost and a port from 0 to 65535 (\"127.0.0.1:9464\", \"[::1]:9464\"), got '\(s)'")
+            }
+            d.metricsListen = m
         }
         return d
     }
@@ -315,5 +336,31 @@ struct ConfigLoader {
             loop: try boolean(t, "loop", at: p) ?? false, ordering: ordering, vm: vm,
             policy: try policy(t, "policy", at: p) ?? defaults.policy,
             shadowPolicies: try policies(t, "shadow_policies", at: p) ?? defaults.shadowPolicies)
+    }
+
+    func liveSource(_ t: TOMLTable, at p: String, defaults: DaemonConfig.Defaults) throws(ConfigError) -> DaemonConfig.LiveSource {
+        try checkKeys(t, at: p, allowed: ["trace", "format", "vm", "policy", "shadow_policies", "waiting_after_s"],
+                      name: "[[live]]")
+        guard let trace = try string(t, "trace", at: p) else { throw error(p, "[[live]] needs a 'trace' (a FIFO, a file or trace_pipe)") }
+        guard trace.hasPrefix("/") else { throw error("\(p).trace", "'trace' must be an absolute path, got '\(trace)'") }
+        if checkFiles, let problem = liveInputProblem(trace) {
+            throw error("\(p).trace", "'trace': \(problem)")
+        }
+        var format = LiveTrace.Format.ftrace
+        if let f = try string(t, "format", at: p) {
+            guard let x = LiveTrace.Format(rawValue: f) else {
+                throw error("\(p).format", "'format' must be ftrace or native, got '\(f)'")
+            }
+            format = x
+        }
+        let vm = try string(t, "vm", at: p)
+        if let vm, !VMInfo.isValidID(Array(vm.utf8)) {
+            throw error("\(p).vm", "'vm' must match [A-Za-z0-9_.:-]{1,64}, got '\(vm)'")
+        }
+        return DaemonConfig.LiveSource(
+            trace: trace, format: format, vm: vm,
+            policy: try policy(t, "policy", at: p) ?? defaults.policy,
+            shadowPolicies: try policies(t, "shadow_policies", at: p) ?? defaults.shadowPolicies,
+            waitingAfterS: try number(t, "waiting_after_s", at: p, 0.1...86400) ?? 10)
     }
 }

@@ -1,3 +1,4 @@
+import NestCacheControl
 import NestCacheCore
 import NestCacheWorkload
 
@@ -69,6 +70,7 @@ public enum ControlAnswers {
             var m: [(String, JSON)] = [
                 ("policy", .string(policy.description)), ("l1_vcpus", .int(Int64(s.l1VCPUs))), ("state", .string(s.state.rawValue)),
             ]
+            if let e = s.error { m.append(("error", .string(e))) }
             m += StatsReport.members(primary, cost: cost)
             m.append(("lock_wait", .object([
                 ("total_ns", .uint(s.lockWait.totalNs)), ("max_ns", .uint(s.lockWait.maxNs)), ("acquisitions", .uint(s.lockWait.acquisitions)),

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import NestCacheControl
 import NestCacheCore
 import NestCacheWorkload
 
@@ -103,6 +104,7 @@ extension Daemon {
             ("uptime_s", .double((uptimeSeconds * 1000).rounded() / 1000)),
             ("config", .string(c.path)),
             ("socket", .string(socketPath)),
+            ("metrics_listen", metricsBound.withLock { $0 }.map(JSON.string) ?? .null),
             ("vms", .uint(UInt64(directory.all.count))),
             ("default_policy", .string(c.defaults.policy.description)),
             ("shadow_policies", .array(c.defaults.shadowPolicies.map { .string($0.description) })),
@@ -111,6 +113,21 @@ extension Daemon {
             ("reloads", .int(Int64(reloads))),
             ("last_reload_error", reloadError.map(JSON.string) ?? .null),
             ("status", .string(statusLine())),
+            ("live", .array(liveJSON())),
         ])
+    }
+
+    /// `show info`'s `live`: every `[[live]]` source, with or without VMs yet.
+    func liveJSON() -> [JSON] {
+        let runners = state.withLock { $0.runners }
+        return runners.compactMap { r -> JSON? in
+            guard case .live(let l) = r.kind else { return nil }
+            let s = r.liveStatus.withLock { $0 }
+            return .object([
+                ("trace", .string(l.trace)), ("format", .string(l.format.rawValue)), ("state", .string(s.state.rawValue)),
+                ("vms", .array(s.vms.map(JSON.string))), ("lines", .int(Int64(s.lines))), ("bytes", .uint(s.bytes)),
+                ("opens", .int(Int64(s.opens))), ("error", s.error.map(JSON.string) ?? .null),
+            ])
+        }
     }
 }

@@ -5,6 +5,8 @@ import Dispatch
 import Logging
 import NestCacheCore
 import NestCacheWorkload
+import NestCacheControl
+import NestCacheSystem
 import Synchronization
 
 /// nestcached: serves the configured VMs, answers the control socket, talks to systemd.
@@ -39,6 +41,8 @@ public final class Daemon: Sendable {
     /// The last textfile write's errno (0: it worked), so that a failure is logged once.
     let textfileErrno = Locked<Int32>(0)
     let thrashWarnings = Locked(RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(600)))
+    /// The address `GET /metrics` is served on (`[daemon] metrics_listen`, as bound); nil: off.
+    let metricsBound = Locked<String?>(nil)
 
     static let onSignalQueue = DispatchSpecificKey<Bool>()
 
@@ -56,13 +60,13 @@ public final class Daemon: Sendable {
     var uptimeSeconds: Double { Double(DispatchTime.now().uptimeNanoseconds - startNs) / 1e9 }
 
     public var socketPath: String {
-        socketOverride ?? config.socketPath(uid: uid, environment: environment())
+        socketOverride ?? config.socketPath(uid: uid, environment: processEnvironment())
     }
 
     // MARK: - Workloads
 
     static func workloads(_ c: DaemonConfig) -> [WorkloadKind] {
-        c.vms.map(WorkloadKind.simulated) + c.replays.map(WorkloadKind.replay)
+        c.vms.map(WorkloadKind.simulated) + c.replays.map(WorkloadKind.replay) + c.lives.map(WorkloadKind.live)
     }
 
     func startWorkloads() {
@@ -83,7 +87,7 @@ public final class Daemon: Sendable {
         var stop: [WorkloadRunner] = []
         var wanted = Self.workloads(new)
         for r in oldRunners {
-            if !defaultsChanged, let i = wanted.firstIndex(of: r.kind) {
+            if !defaultsChanged, !r.hasFailedLive, let i = wanted.firstIndex(of: r.kind) {
                 keep.append(r)
                 wanted.remove(at: i)
             } else {
@@ -130,6 +134,9 @@ public final class Daemon: Sendable {
         if let s = loaded.daemon.socket, socketOverride == nil, s != socketPath {
             logger.warning("reload: a new socket path takes effect at the next restart", metadata: ["nestcache.event": "reload"])
         }
+        if loaded.daemon.metricsListen != config.daemon.metricsListen {
+            logger.warning("reload: a new metrics_listen takes effect at the next restart", metadata: ["nestcache.event": "reload"])
+        }
         if let logLevel, logLevel.level != loaded.daemon.logLevel {
             let old = logLevel.level
             logLevel.level = loaded.daemon.logLevel
@@ -173,6 +180,22 @@ public final class Daemon: Sendable {
             logger.critical("cannot serve the control socket: \(error)", metadata: ["nestcache.event": "startup"])
             return 1
         }
+        var metricsServer: MetricsServer?
+        if let listen = config.daemon.metricsListen {
+            let m = MetricsServer(daemon: self)
+            do {
+                let bound = try await m.start(listen)
+                metricsBound.withLock { $0 = bound }
+                metricsServer = m
+                logger.notice("serving GET /metrics on http://\(bound)/metrics", metadata: ["nestcache.event": "startup"])
+            } catch {
+                logger.critical("cannot serve metrics_listen \(listen): \(error)", metadata: ["nestcache.event": "startup"])
+                await m.stop()
+                for r in state.withLock({ $0.runners }) { r.stop() }
+                await server.stop()
+                return 1
+            }
+        }
         logger.notice("nestcached \(Self.version) serving \(Self.workloads(config).count) workloads on \(server.description), config \(configPath ?? "(embedded default)")",
                       metadata: ["nestcache.event": "startup"])
         _ = notifier.ready(status: statusLine())
@@ -187,6 +210,7 @@ public final class Daemon: Sendable {
         let runners = state.withLock { $0.runners }
         for r in runners { r.stop() }
         await server.stop()
+        await metricsServer?.stop()
         for s in snapshots() { logSummary(s, event: "shutdown") }
         logger.notice("nestcached stopping: \(statusLine())", metadata: ["nestcache.event": "shutdown"])
         return 0
@@ -298,13 +322,3 @@ public final class Daemon: Sendable {
 
 func percent(_ r: Double) -> String { format6((r * 10_000).rounded() / 100) + "%" }
 
-func environment() -> [String: String] {
-    var env: [String: String] = [:]
-    var p = environ
-    while let entry = p.pointee {
-        let s = String(cString: entry)
-        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-        p += 1
-    }
-    return env
-}

@@ -1,6 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NestCacheCore
 import NestCacheWorkload
+import NestCacheControl
 
 /// A configuration problem: `FILE:LINE: message`, exit 78 (DESIGN §7, §10).
 public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
@@ -74,6 +78,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var logLevel = Logger.Level.info
         public var summaryIntervalS = 60.0
         public var textfile: String?
+        /// `HOST:PORT` for `GET /metrics` over HTTP; nil: off.
+        public var metricsListen: MetricsListen?
     }
 
     public struct Defaults: Sendable, Equatable {
@@ -112,10 +118,34 @@ public struct DaemonConfig: Sendable, Equatable {
         public var shadowPolicies: [PolicySpec]
     }
 
+    /// A `[[live]]`: a capture followed as it is written (a FIFO, a growing file, `trace_pipe`),
+    /// applied in arrival order (strict), so its counters equal `nestcache replay` of the same text.
+    public struct LiveSource: Sendable, Equatable {
+        public var trace: String
+        public var format: LiveTrace.Format
+        /// The VM of ftrace lines without a tgid; nil: the file's base name.
+        public var vm: String?
+        public var policy: PolicySpec
+        public var shadowPolicies: [PolicySpec]
+        /// Seconds without a new line after which the source and its VMs show `waiting`.
+        public var waitingAfterS: Double
+
+        public init(trace: String, format: LiveTrace.Format = .ftrace, vm: String? = nil, policy: PolicySpec,
+                    shadowPolicies: [PolicySpec], waitingAfterS: Double = 10) {
+            self.trace = trace
+            self.format = format
+            self.vm = vm
+            self.policy = policy
+            self.shadowPolicies = shadowPolicies
+            self.waitingAfterS = waitingAfterS
+        }
+    }
+
     public var daemon = DaemonSection()
     public var defaults = Defaults()
     public var vms: [SimulatedVM] = []
     public var replays: [ReplaySource] = []
+    public var lives: [LiveSource] = []
     /// Where it came from (`(embedded default)` for the built-in one) and its text, for `show config`.
     public var path = ""
     public var text = ""
@@ -124,12 +154,55 @@ public struct DaemonConfig: Sendable, Equatable {
 
     /// The socket path: configured, else DESIGN §8's default for this user.
     public func socketPath(uid: UInt32, environment: [String: String]) -> String {
-        if let s = daemon.socket { return s }
-        if uid != 0, let xdg = environment["XDG_RUNTIME_DIR"], !xdg.isEmpty { return xdg + "/nestcache/nestcached.sock" }
-        return "/run/nestcache/nestcached.sock"
+        daemon.socket ?? ControlSocket.defaultPath(uid: uid, environment: environment)
     }
 }
 
 func format(_ d: Double) -> String {
     d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
+}
+
+/// `[daemon] metrics_listen = "HOST:PORT"`: where `GET /metrics` is served (DESIGN §7). HOST is an
+/// IPv4 literal, a bracketed IPv6 literal (`[::1]`, `[::]`) or `localhost` (127.0.0.1: no name
+/// lookup, so the address does not depend on `/etc/hosts` or the resolver). Port 0 takes any
+/// free port (`show info` gives the one bound).
+public struct MetricsListen: Sendable, Equatable, CustomStringConvertible {
+    /// A numeric address.
+    public var host: String
+    public var port: Int
+
+    public init?(parsing text: String) {
+        let host: Substring
+        let port: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            port = rest.dropFirst()
+            guard Self.isAddress(String(host), family: AF_INET6) else { return nil }
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+            guard host == "localhost" || Self.isAddress(String(host), family: AF_INET) else { return nil }
+        }
+        guard !port.isEmpty, port.count <= 5, port.allSatisfy(\.isASCII), port.allSatisfy(\.isNumber),
+              let n = Int(port), n <= 65535 else { return nil }
+        self.host = host == "localhost" ? "127.0.0.1" : String(host)
+        self.port = n
+    }
+
+    /// A parsed address with another port (the one bound for port 0).
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    static func isAddress(_ s: String, family: Int32) -> Bool {
+        var buf = [UInt8](repeating: 0, count: 16)
+        return inet_pton(family, s, &buf) == 1
+    }
 }

@@ -16,6 +16,9 @@ idle_timeout_s = 30             # idle connections are closed
 log_level = "info"              # trace, debug, info, notice, warning, error, critical
 summary_interval_s = 60         # a summary line per VM to the journal; 0 = never
 # textfile = "/var/lib/prometheus/node-exporter/nestcache.prom"   # Prometheus textfile output
+# GET /metrics over HTTP for a Prometheus server to scrape (off by default): IPv4, [IPv6] or
+# localhost, and a port. A new value takes effect at the next restart, like the socket.
+# metrics_listen = "127.0.0.1:9464"
 
 [defaults]
 policy = "per-vm-table:8"       # the seed's design, the primary policy of every VM
@@ -66,6 +69,16 @@ seed = 3
 # loop = false                  # start over at the end (else the VMs stay, state "done")
 # ordering = "strict"           # strict: counters identical to `nestcache replay`
 # vm = "capture"                # the VM id for an ftrace file without tgids
+
+# A capture followed as it is written (a FIFO, a regular file that grows, or tracefs trace_pipe):
+# events are applied as they arrive, in order, so the counters equal `nestcache replay` of the
+# same text. A FIFO whose writers all closed is opened again; the VMs show "waiting" after
+# waiting_after_s without a new line, and "failed" (with the error) if the file goes away.
+# [[live]]
+# trace = "/run/nestcache/capture.fifo"
+# format = "ftrace"             # ftrace or native
+# vm = "capture"                # the VM id for ftrace lines without a tgid
+# waiting_after_s = 10
 
 """#
 }

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import NestCacheWorkload
+import NestCacheSystem
 
 /// The whole file, or nil when it cannot be read or is over `limit` bytes. Configuration files only.
 func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
@@ -13,8 +13,7 @@ func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while bytes.count <= limit {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0, errno == EINTR { continue }
+        let n = chunk.withUnsafeMutableBytes { Syscall.read(fd, into: $0) }
         guard n >= 0 else { return nil }
         if n == 0 { return bytes }
         bytes += chunk[..<n]
@@ -27,6 +26,18 @@ func isReadableFile(_ path: String) -> Bool {
     return access(path, R_OK) == 0 && stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
 }
 
+/// Why `path` cannot be followed by a `[[live]]` source, or nil: it must exist, be readable, and
+/// be a FIFO or a regular file (tracefs `trace_pipe` is one). Nothing is opened (a FIFO's open
+/// could wait for a writer).
+func liveInputProblem(_ path: String) -> String? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return "cannot read '\(path)': \(String(cString: strerror(errno)))" }
+    let type = st.st_mode & S_IFMT
+    guard type == S_IFIFO || type == S_IFREG else { return "'\(path)' is not a FIFO or a regular file" }
+    guard access(path, R_OK) == 0 else { return "cannot read '\(path)': \(String(cString: strerror(errno)))" }
+    return nil
+}
+
 /// Writes `text` to `path` atomically: a temporary file in the same directory, then rename.
 func writeFileAtomically(_ path: String, _ text: String) -> Int32 {
     let tmp = "\(path).tmp-\(getpid())"
@@ -34,18 +45,9 @@ func writeFileAtomically(_ path: String, _ text: String) -> Int32 {
     guard fd >= 0 else { return errno }
     // World-readable whatever the umask (the unit's is 0077): node_exporter reads it as another user.
     fchmod(fd, 0o644)
-    var s = text
-    let err = s.withUTF8 { Syscall.writeAll(fd, UnsafeRawBufferPointer($0)) }
+    let err = Syscall.writeAll(fd, text)
     close(fd)
     guard err == 0 else { unlink(tmp); return err }
     guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); return e }
     return 0
-}
-
-/// Standard error, unbuffered, for executables' one-line messages.
-public enum FileHandleStderr {
-    public static func write(_ s: String) {
-        var s = s
-        _ = s.withUTF8 { Syscall.writeAll(2, UnsafeRawBufferPointer($0)) }
-    }
 }

@@ -1,6 +1,7 @@
 import CSystemd
 import Foundation
 import Logging
+import NestCacheSystem
 
 /// Why a ``JournaldLogHandler`` could not reach journald.
 public enum JournaldError: Error, Equatable, Sendable {
@@ -107,7 +108,7 @@ public struct JournaldLogHandler: LogHandler {
                 file: event.file, line: event.line, function: event.function)
             if Self.send(fields) { return }
         }
-        Self.writeToStderr(Self.stderrLine(level: event.level, message: message, metadata: merged) + "\n")
+        Stderr.write(Self.stderrLine(level: event.level, message: message, metadata: merged))
     }
 
     // MARK: Field mapping
@@ -209,23 +210,10 @@ public struct JournaldLogHandler: LogHandler {
 
     /// Connects a datagram socket to `path` and closes it: 0 when that works, else the errno.
     private static func probeSocket(_ path: String) -> Int32 {
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard !bytes.isEmpty, bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return ENAMETOOLONG }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return errno }
-        defer { close(fd) }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        return result == 0 ? 0 : errno
+        let fd = UnixSocketAddress.connect(path, type: Int32(SOCK_DGRAM.rawValue))
+        guard fd >= 0 else { return -fd }
+        close(fd)
+        return 0
     }
 
     // MARK: Output
@@ -248,22 +236,6 @@ public struct JournaldLogHandler: LogHandler {
             return vectors.withUnsafeBufferPointer { sd_journal_sendv($0.baseAddress, Int32($0.count)) }
         }
         return result >= 0
-    }
-
-    /// Writes all of `line` to fd 2, retrying `EINTR` and short writes; drops the rest on any
-    /// other error (there is nowhere left to report it).
-    private static func writeToStderr(_ line: String) {
-        var bytes = Array(line.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
-            if written > 0 {
-                bytes = bytes.dropFirst(written)
-            } else if written < 0 && errno == EINTR {
-                continue
-            } else {
-                return
-            }
-        }
     }
 }
 

@@ -1,12 +1,14 @@
-import CSystemd
+import CThreadPriority
 import Dispatch
 import NestCacheCore
 import NestCacheWorkload
 import Synchronization
 
 /// A VM's state as the control socket reports it (DESIGN §8).
-public enum VMRunState: String, Sendable {
-    case running, paused, done, failed
+/// `waiting`: a `[[live]]` source's VM whose capture brought no new line for `waiting_after_s`
+/// (docs/DESIGN-NOTES.md).
+public enum VMRunState: String, Sendable, CaseIterable {
+    case running, paused, done, failed, waiting
 }
 
 /// How long vCPU queues waited for a VM's lock: one of the costs the review asked about (a
@@ -37,6 +39,8 @@ public struct VMSnapshot: Sendable {
     /// The primary policy's per-vCPU counters (only when asked for).
     public var vcpus: [Counters]
     public var lockWait: LockWait
+    /// Why the workload failed (`FILE:LINE: message`), in state `failed`.
+    public var error: String?
     /// Events applied since start (or reset).
     public var events: UInt64 { stats.first?.counters.events ?? 0 }
 
@@ -60,6 +64,8 @@ public final class VMRuntime: Sendable {
     public let id: String
     public let policies: [PolicySpec]
     let registry: VMRegistry
+    /// The declaration the VM was made with (a looping trace must not change it).
+    var info: VMInfo { registry.infos[0] }
 
     struct Engines: Sendable {
         var engines: [any PolicyEngine]
@@ -73,6 +79,7 @@ public final class VMRuntime: Sendable {
     let submitted = Atomic<UInt64>(0)
     let completed = Atomic<UInt64>(0)
     let stateValue = Atomic<UInt8>(0)
+    let failure = Locked<String?>(nil)
 
     init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int) {
         self.id = info.id
@@ -90,17 +97,15 @@ public final class VMRuntime: Sendable {
     }
 
     public var state: VMRunState {
-        get { [.running, .paused, .done, .failed][Int(stateValue.load(ordering: .relaxed))] }
+        get { VMRunState.allCases[Int(stateValue.load(ordering: .relaxed))] }
     }
 
     func setState(_ s: VMRunState) {
-        let raw: UInt8 = switch s {
-        case .running: 0
-        case .paused: 1
-        case .done: 2
-        case .failed: 3
-        }
-        stateValue.store(raw, ordering: .relaxed)
+        stateValue.store(UInt8(VMRunState.allCases.firstIndex(of: s) ?? 0), ordering: .relaxed)
+    }
+
+    func setError(_ message: String) {
+        failure.withLock { $0 = message }
     }
 
     /// vCPU `v`'s queue, creating queues up to it.
@@ -142,6 +147,7 @@ public final class VMRuntime: Sendable {
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {
         var s = published.withLock { $0 }
         s.state = state
+        s.error = failure.withLock { $0 }
         if !vcpus { s.vcpus = [] }
         return s
     }

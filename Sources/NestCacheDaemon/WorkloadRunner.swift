@@ -4,15 +4,17 @@ import NestCacheCore
 import NestCacheWorkload
 import Synchronization
 
-/// What feeds one workload: a simulated VM or a replayed trace (DESIGN §7).
+/// What feeds one workload: a simulated VM, a replayed trace or a followed capture (DESIGN §7).
 public enum WorkloadKind: Sendable, Equatable {
     case simulated(DaemonConfig.SimulatedVM)
     case replay(DaemonConfig.ReplaySource)
+    case live(DaemonConfig.LiveSource)
 
     var speed: Speed {
         switch self {
         case .simulated(let v): v.speed
         case .replay(let r): r.speed
+        case .live: .max
         }
     }
 
@@ -20,6 +22,7 @@ public enum WorkloadKind: Sendable, Equatable {
         switch self {
         case .simulated: .concurrent
         case .replay(let r): r.ordering
+        case .live: .strict
         }
     }
 
@@ -27,6 +30,7 @@ public enum WorkloadKind: Sendable, Equatable {
         switch self {
         case .simulated(let v): [v.policy] + v.shadowPolicies
         case .replay(let r): [r.policy] + r.shadowPolicies
+        case .live(let l): [l.policy] + l.shadowPolicies
         }
     }
 
@@ -34,6 +38,7 @@ public enum WorkloadKind: Sendable, Equatable {
         switch self {
         case .simulated(let v): "vm \(v.id)"
         case .replay(let r): "replay \(r.trace)"
+        case .live(let l): "live \(l.trace)"
         }
     }
 
@@ -42,6 +47,8 @@ public enum WorkloadKind: Sendable, Equatable {
         case .simulated(let v): v.workload.makeSource()
         case .replay(let r):
             TraceFileSequence(paths: [r.trace], format: r.format, vm: r.vm, invalidLines: .fail)
+        case .live(let l):
+            try LiveTrace(path: l.trace, format: l.format, vm: l.vm ?? TraceFileSequence.defaultVMName(l.trace))
         }
     }
 }
@@ -108,6 +115,28 @@ public final class WorkloadRunner: @unchecked Sendable {
     private var lastTime: UInt64 = 0
     private var buckets: [[Event]] = []
 
+    /// A `[[live]]` source (nil for the other kinds): its input, when a line last arrived, and
+    /// whether its VMs show `waiting`.
+    private var live: LiveTrace?
+    private var lastArrivalNs: UInt64 = 0
+    private var isWaiting = false
+    private var linesSeen = 0
+    /// How often an idle live source looks for new lines (and checks that its file is still
+    /// there): no descriptor is ever waited on, so stopping never waits for a writer.
+    static let livePollInterval = DispatchTimeInterval.milliseconds(50)
+
+    /// What `show info` reports of a live source. Written on `feeder`; read by anyone.
+    public struct LiveStatus: Sendable {
+        public var state: VMRunState = .running
+        public var error: String?
+        public var lines = 0
+        public var bytes: UInt64 = 0
+        /// Times its FIFO was opened: 1 + the re-opens after all writers closed.
+        public var opens = 0
+        public var vms: [String] = []
+    }
+    public let liveStatus = Locked(LiveStatus())
+
     /// Events read at a time: a full batch at speed max; fewer when paced, so a thousand slow
     /// VMs do not each hold 4096 future events (about 100 KB) in memory.
     let batchSize: Int
@@ -140,12 +169,18 @@ public final class WorkloadRunner: @unchecked Sendable {
         feeder.sync {
             do throws(TraceError) {
                 var s = try kind.makeSource()
+                live = s as? LiveTrace
                 let more = try s.next(into: &pending, limit: batchSize)
                 source = s
                 next = 0
-                adoptNewVMs()
+                try adoptNewVMs()
                 wallStart = DispatchTime.now().uptimeNanoseconds
-                if !more { finish() }
+                lastArrivalNs = wallStart
+                if live != nil {
+                    updateLiveStatus()
+                } else if !more {
+                    finish()
+                }
             } catch {
                 fail(error)
             }
@@ -155,7 +190,21 @@ public final class WorkloadRunner: @unchecked Sendable {
 
     /// Stops feeding; the VMs stay until the caller removes them. Waits for the feeder.
     public func stop() {
-        feeder.sync { isStopped = true }
+        feeder.sync {
+            isStopped = true
+            // Closes a live source's descriptor now, not when the last reference goes.
+            if live != nil {
+                live = nil
+                source = nil
+            }
+        }
+    }
+
+    /// True once a live source failed: a reload starts it again even if its definition did not
+    /// change (the operator fixed the capture, then reloaded).
+    var hasFailedLive: Bool {
+        guard case .live = kind else { return false }
+        return liveStatus.withLock { $0.state == .failed }
     }
 
     func setPaused(_ paused: Bool) {
@@ -163,6 +212,11 @@ public final class WorkloadRunner: @unchecked Sendable {
             guard !isStopped, !isFinished, paused != isPaused else { return }
             isPaused = paused
             for vm in vmsByID.values { vm.setState(paused ? .paused : .running) }
+            if live != nil {
+                isWaiting = false
+                lastArrivalNs = DispatchTime.now().uptimeNanoseconds
+                updateLiveStatus()
+            }
             if !paused {
                 // Resume the clock where it stopped: the pause is not made up at full speed.
                 traceStart = nil
@@ -181,11 +235,25 @@ public final class WorkloadRunner: @unchecked Sendable {
                 let more = try s.next(into: &pending, limit: batchSize)
                 source = s
                 next = 0
-                adoptNewVMs()
+                try adoptNewVMs()
+                if let live {
+                    // Any line counts as arrival (a capture's kvm_exit lines make no event).
+                    if live.lineNumber != linesSeen {
+                        linesSeen = live.lineNumber
+                        arrived()
+                    }
+                    guard more else {
+                        try idle(live)
+                        return
+                    }
+                }
                 if !more {
                     if case .replay(let r) = kind, r.loop {
                         loopOffset = lastTime &+ 1
                         source = try kind.makeSource()
+                        // The new reader numbers VMs from 0 in its own order: map them again by
+                        // id (the file may have changed since the last pass).
+                        byIndex = []
                         feeder.async { [self] in pump() }
                     } else {
                         finish()
@@ -292,12 +360,17 @@ public final class WorkloadRunner: @unchecked Sendable {
     }
 
     /// Creates the VMs the source has named since the last look.
-    private func adoptNewVMs() {
+    private func adoptNewVMs() throws(TraceError) {
         guard let registry = source?.registry else { return }
         while byIndex.count < registry.count {
             let info = registry.infos[byIndex.count]
             if let vm = vmsByID[info.id] {
-                byIndex.append(vm)  // a loop of the same trace
+                // A loop of the same trace. If the file was replaced meanwhile and declares the VM
+                // otherwise, its tables were sized for the old declaration: stop, do not guess.
+                guard vm.info == info else {
+                    throw TraceError(.badData, file: kind.name, "VM \(info.id) is declared differently than when it started (the trace changed while looping)")
+                }
+                byIndex.append(vm)
                 continue
             }
             let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext)
@@ -316,6 +389,57 @@ public final class WorkloadRunner: @unchecked Sendable {
         }
     }
 
+    // MARK: - Live sources
+
+    /// Nothing to read now: checks the input is still there, shows `waiting` once no line came
+    /// for `waiting_after_s`, and looks again after `livePollInterval`.
+    private func idle(_ live: LiveTrace) throws(TraceError) {
+        try live.checkStillThere()
+        if case .live(let l) = kind, !isWaiting,
+           DispatchTime.now().uptimeNanoseconds &- lastArrivalNs >= UInt64(l.waitingAfterS * 1e9) {
+            isWaiting = true
+            for vm in vmsByID.values {
+                vm.setState(.waiting)
+                vm.publish()
+            }
+            logger.notice("\(kind.name): no new line for \(format(l.waitingAfterS)) s, waiting (\(live.lineNumber) lines read)",
+                          metadata: liveMetadata())
+        }
+        updateLiveStatus()
+        feeder.asyncAfter(deadline: .now() + Self.livePollInterval) { [self] in pump() }
+    }
+
+    /// Lines arrived: back to `running` if the source was waiting.
+    private func arrived() {
+        lastArrivalNs = DispatchTime.now().uptimeNanoseconds
+        guard isWaiting else { return }
+        isWaiting = false
+        for vm in vmsByID.values { vm.setState(.running) }
+        logger.notice("\(kind.name): lines arrive again", metadata: liveMetadata())
+        updateLiveStatus()
+    }
+
+    /// DESIGN §7's journal events have no "idle" one: waiting and resuming are `trace-error`
+    /// records at notice (PRIORITY=5), a failure one at error (3).
+    private func liveMetadata() -> Logger.Metadata {
+        var m: Logger.Metadata = ["nestcache.event": "trace-error"]
+        if vmsByID.count == 1, let id = vmsByID.keys.first { m["nestcache.vm"] = "\(id)" }
+        return m
+    }
+
+    private func updateLiveStatus(error: TraceError? = nil) {
+        guard case .live = kind else { return }
+        let state: VMRunState = error != nil ? .failed : isPaused ? .paused : isWaiting ? .waiting : .running
+        let (lines, bytes, opens) = live.map { ($0.lineNumber, $0.bytesRead, $0.opens) } ?? (0, 0, 0)
+        let vms = vmsByID.keys.sorted()
+        liveStatus.withLock { s in
+            s.state = state
+            if let error { s.error = error.description }
+            if live != nil { (s.lines, s.bytes, s.opens) = (lines, bytes, opens) }
+            s.vms = vms
+        }
+    }
+
     private func finish() {
         isFinished = true
         for vm in vmsByID.values {
@@ -327,10 +451,18 @@ public final class WorkloadRunner: @unchecked Sendable {
 
     private func fail(_ error: TraceError) {
         isFinished = true
+        updateLiveStatus(error: error)
         for vm in vmsByID.values {
             vm.setState(.failed)
+            vm.setError(error.description)
             vm.publish()
         }
-        logger.error("\(kind.name): \(error)", metadata: ["nestcache.event": "trace-error"])
+        var metadata: Logger.Metadata = ["nestcache.event": "trace-error"]
+        if vmsByID.count == 1, let id = vmsByID.keys.first { metadata["nestcache.vm"] = "\(id)" }
+        logger.error("\(kind.name): \(error)", metadata: metadata)
+        if live != nil {
+            live = nil
+            source = nil
+        }
     }
 }

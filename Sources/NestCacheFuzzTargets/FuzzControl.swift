@@ -1,4 +1,5 @@
 import Logging
+import NestCacheControl
 import NestCacheDaemon
 
 /// The control socket's request path without the socket: the bytes arrive in chunks of sizes the

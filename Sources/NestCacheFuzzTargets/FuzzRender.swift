@@ -48,8 +48,8 @@ enum FuzzRender {
                 c.events = b.u64(); c.hits = b.u64(); c.switches = b.u64(); c.misses = b.u64()
                 return c
             }
-            let states: [VMRunState] = [.running, .paused, .done, .failed]
-            snaps.append(VMSnapshot(id: id, state: states[Int(b.byte() % 4)], l1VCPUs: Int(b.byte()),
+            let states = VMRunState.allCases
+            snaps.append(VMSnapshot(id: id, state: states[Int(b.byte()) % states.count], l1VCPUs: Int(b.byte()),
                                     policies: Array(policies.prefix(n)), stats: stats, vcpus: vcpus,
                                     lockWait: LockWait(totalNs: b.u64(), maxNs: b.u64(), acquisitions: b.u64())))
         }

@@ -26,12 +26,15 @@ public struct TOMLValue: Sendable, Equatable {
         self.line = line
     }
 
-    public var string: String? { if case .string(let s) = kind { return s }; return nil }
-    public var int: Int? { if case .integer(let i) = kind { return Int(exactly: i) }; return nil }
-    public var double: Double? { if case .float(let d) = kind { return d }; return nil }
-    public var bool: Bool? { if case .boolean(let b) = kind { return b }; return nil }
-    public var array: [TOMLValue]? { if case .array(let a) = kind { return a }; return nil }
-    public var table: TOMLTable? { if case .table(let t) = kind { return t }; return nil }
+    // `@inline(never)`: inlined into NestCacheDaemon's ConfigLoader under -O (cross-module
+    // optimisation), these accessors crash Swift 6.3.1's CopyPropagation pass ("Found outside of
+    // lifetime use" on the switch over `kind`). They run once per configuration key.
+    @inline(never) public var string: String? { if case .string(let s) = kind { return s }; return nil }
+    @inline(never) public var int: Int? { if case .integer(let i) = kind { return Int(exactly: i) }; return nil }
+    @inline(never) public var double: Double? { if case .float(let d) = kind { return d }; return nil }
+    @inline(never) public var bool: Bool? { if case .boolean(let b) = kind { return b }; return nil }
+    @inline(never) public var array: [TOMLValue]? { if case .array(let a) = kind { return a }; return nil }
+    @inline(never) public var table: TOMLTable? { if case .table(let t) = kind { return t }; return nil }
 
     /// The TOML type's name, for messages ("must be a string, got an integer").
     public var typeName: String {

@@ -78,16 +78,27 @@ public final class FtraceReader: EventSource {
     /// Opens `path` (`-` for standard input). `vm` names the VM of lines without a tgid (the CLI
     /// passes the file's base name by default); it must be a valid VM id (`.usage` otherwise).
     /// `registry` carries VMs over from earlier files of the same run.
-    public init(
+    public convenience init(
         path: String, vm: String, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry()
     ) throws(TraceError) {
         guard VMInfo.isValidID(Array(vm.utf8)) else {
             throw TraceError(.usage, file: "", "invalid VM name '\(vm)' for \(path): expected [A-Za-z0-9_.:-]{1,64}")
         }
+        try self.init(lines: LineReader(path: path), vm: vm, invalidLines: invalidLines, registry: registry)
+    }
+
+    /// Reads from `lines`; in follow mode (`LineReader`) `next` returns false while no complete
+    /// line is there, and may be called again.
+    public init(
+        lines: LineReader, vm: String, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry()
+    ) throws(TraceError) {
+        guard VMInfo.isValidID(Array(vm.utf8)) else {
+            throw TraceError(.usage, file: "", "invalid VM name '\(vm)' for \(lines.path): expected [A-Za-z0-9_.:-]{1,64}")
+        }
         self.vmName = vm
         self.invalidPolicy = invalidLines
         self.registry = registry
-        self.lines = try LineReader(path: path)
+        self.lines = lines
     }
 
     public func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {

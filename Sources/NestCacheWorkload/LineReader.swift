@@ -11,42 +11,78 @@ import Darwin
 /// One buffer, refilled with `read(2)`; `nextLine` returns a view into it, valid until the next
 /// call. No String is made per line. A line longer than the buffer's limit is an error rather
 /// than a reason to grow without bound.
+///
+/// **Follow mode** (`follow: true`, the daemon's `[[live]]` sources): the end of the input is not
+/// the end of the stream. The descriptor is non-blocking, so no call ever waits:
+/// - `nextLine` returns only complete lines; nil means "no complete line now" (a partial last
+///   line waits in the buffer for its newline, it is never returned early).
+/// - A regular file that grows is read on from where it stopped.
+/// - A FIFO whose writers all closed is opened again (the new descriptor first, then the old one
+///   closed, so bytes written in between stay in the pipe); a partial line is kept across, so the
+///   stream is the concatenation of what every writer wrote. Before each read the FIFO is
+///   `poll`ed with a zero timeout: Linux reports `POLLHUP` on a freshly opened FIFO only once a
+///   writer has come and gone since the open, so an idle FIFO without writers is not re-opened
+///   over and over.
+/// - tracefs `trace_pipe` answers `EAGAIN` when empty, like a FIFO with a writer.
 public final class LineReader {
     public let path: String
     /// The number of the line last returned (1-based).
     public private(set) var lineNumber = 0
+    /// Follow mode: see the type's comment.
+    public let isFollowing: Bool
+    /// Follow mode: times a FIFO was opened (1 + the re-opens after its writers closed).
+    public private(set) var opens = 1
+    /// Bytes read so far.
+    public private(set) var bytesRead: UInt64 = 0
 
-    private let fd: Int32
+    private var fd: Int32
     private let ownsFD: Bool
     private var buffer: UnsafeMutableRawBufferPointer
     private var start = 0
     private var end = 0
     private var isEOF = false
+    /// What the descriptor is, from `fstat` at open.
+    private let fileType: mode_t
+    private let fileID: (dev: UInt64, ino: UInt64)
 
     /// The longest line accepted, in bytes.
     public static let maxLineLength = 1 << 20
     static let chunk = 1 << 20
 
     /// Opens `path`, or standard input for `-`. Throws `.inputMissing` when it cannot be opened.
-    public init(path: String) throws(TraceError) {
+    /// `follow`: see the type's comment (standard input cannot be followed).
+    public init(path: String, follow: Bool = false) throws(TraceError) {
         self.path = path
+        self.isFollowing = follow && path != "-"
         if path == "-" {
             fd = 0
             ownsFD = false
         } else {
-            let f = open(path, O_RDONLY | O_CLOEXEC)
-            guard f >= 0 else {
-                throw TraceError(.inputMissing, file: path, String(cString: strerror(errno)))
-            }
-            var st = stat()
-            if fstat(f, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-                close(f)
-                throw TraceError(.inputMissing, file: path, "is a directory")
-            }
-            fd = f
+            fd = try Self.openDescriptor(path, follow: isFollowing)
             ownsFD = true
         }
+        var st = stat()
+        if fstat(fd, &st) == 0 {
+            fileType = st.st_mode & S_IFMT
+            fileID = (UInt64(st.st_dev), UInt64(st.st_ino))
+        } else {
+            fileType = 0
+            fileID = (0, 0)
+        }
+        if fileType == S_IFDIR {
+            if ownsFD { close(fd) }
+            throw TraceError(.inputMissing, file: path, "is a directory")
+        }
         buffer = .allocate(byteCount: Self.chunk + Self.maxLineLength, alignment: 16)
+    }
+
+    private static func openDescriptor(_ path: String, follow: Bool) throws(TraceError) -> Int32 {
+        // O_NONBLOCK also keeps open(2) of a FIFO from waiting for a writer.
+        let f = open(path, O_RDONLY | O_CLOEXEC | (follow ? O_NONBLOCK : 0))
+        guard f >= 0 else {
+            throw TraceError(.inputMissing, file: path, String(cString: strerror(errno)))
+        }
+        return f
     }
 
     deinit {
@@ -54,8 +90,26 @@ public final class LineReader {
         if ownsFD { close(fd) }
     }
 
-    /// The next line without its `\n` (a trailing `\r` is kept), or nil at the end of input.
-    /// The view is valid until the next call.
+    public var isFIFO: Bool { fileType == S_IFIFO }
+
+    /// Follow mode: throws when the input is gone for good: the path removed or naming another
+    /// file now, or a regular file cut shorter than what was read (truncated or rewritten). The
+    /// daemon asks when a live source has nothing to read.
+    public func checkStillThere() throws(TraceError) {
+        var st = stat()
+        if stat(path, &st) != 0 {
+            throw TraceError(.io, file: path, "removed (\(String(cString: strerror(errno))))")
+        }
+        if UInt64(st.st_dev) != fileID.dev || UInt64(st.st_ino) != fileID.ino {
+            throw TraceError(.io, file: path, "replaced by another file")
+        }
+        if fileType == S_IFREG, lseek(fd, 0, SEEK_CUR) >= 0, UInt64(st.st_size) < bytesRead {
+            throw TraceError(.io, file: path, "truncated to \(st.st_size) bytes after \(bytesRead) were read")
+        }
+    }
+
+    /// The next line without its `\n` (a trailing `\r` is kept), or nil at the end of input
+    /// (follow mode: when no complete line is there now). The view is valid until the next call.
     public func nextLine() throws(TraceError) -> UnsafeBufferPointer<UInt8>? {
         while true {
             if start < end, let base = buffer.baseAddress {
@@ -76,13 +130,14 @@ public final class LineReader {
                 lineNumber += 1
                 return line
             }
-            try refill()
+            guard try refill() else { return nil }
         }
     }
 
-    /// Moves the partial line to the front and reads more after it.
-    private func refill() throws(TraceError) {
-        guard let base = buffer.baseAddress else { return }
+    /// Moves the partial line to the front and reads more after it. Returns false in follow mode
+    /// when nothing could be read now.
+    private func refill() throws(TraceError) -> Bool {
+        guard let base = buffer.baseAddress else { return false }
         if start > 0 {
             if end > start { memmove(base, base.advanced(by: start), end - start) }
             end -= start
@@ -91,19 +146,48 @@ public final class LineReader {
         if end >= Self.maxLineLength {
             throw TraceError(.badData, file: path, line: lineNumber + 1, "line longer than \(Self.maxLineLength) bytes")
         }
+        if isFollowing, isFIFO {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, 0)
+            if r < 0, errno != EINTR {
+                throw TraceError(.io, file: path, "poll failed: \(String(cString: strerror(errno)))")
+            }
+            if r <= 0 || p.revents == 0 { return false }
+        }
         while true {
             let n = read(fd, base.advanced(by: end), buffer.count - end)
             if n > 0 {
                 end += n
-                return
+                bytesRead &+= UInt64(n)
+                return true
             }
             if n == 0 {
-                isEOF = true
-                return
+                guard isFollowing else {
+                    isEOF = true
+                    return true
+                }
+                if isFIFO { try reopen() }
+                return false
             }
             if errno == EINTR { continue }
+            if isFollowing, errno == EAGAIN || errno == EWOULDBLOCK { return false }
             throw TraceError(.io, file: path, "read failed: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// Follow mode, a FIFO whose writers all closed: opens it again, then closes the old
+    /// descriptor (in that order, so the pipe and anything a writer put in it since stay).
+    private func reopen() throws(TraceError) {
+        let f = try Self.openDescriptor(path, follow: true)
+        var st = stat()
+        guard fstat(f, &st) == 0, (st.st_mode & S_IFMT) == S_IFIFO,
+              UInt64(st.st_dev) == fileID.dev, UInt64(st.st_ino) == fileID.ino else {
+            close(f)
+            throw TraceError(.io, file: path, "replaced by another file")
+        }
+        close(fd)
+        fd = f
+        opens += 1
     }
 }
 
@@ -151,22 +235,5 @@ public enum Bytes {
         let cut = s.prefix(40)
         let printable = cut.map { (0x20..<0x7f).contains($0) ? $0 : UInt8(ascii: "?") }
         return "'" + String(decoding: printable, as: UTF8.self) + (s.count > 40 ? "…'" : "'")
-    }
-}
-
-/// System calls that retry `EINTR` in one place.
-public enum Syscall {
-    /// Writes all of `bytes` to `fd`; returns `errno` on failure, 0 on success.
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
-        var off = 0
-        while off < bytes.count {
-            let n = write(fd, bytes.baseAddress?.advanced(by: off), bytes.count - off)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            off += n
-        }
-        return 0
     }
 }

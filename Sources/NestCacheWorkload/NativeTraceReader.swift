@@ -40,8 +40,14 @@ public final class NativeTraceReader: EventSource {
 
     /// Opens `path` (`-` for standard input). `registry` carries VMs over from earlier files of
     /// the same run, so one VM id names one VM across files.
-    public init(path: String, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry()) throws(TraceError) {
-        self.lines = try LineReader(path: path)
+    public convenience init(path: String, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry()) throws(TraceError) {
+        try self.init(lines: LineReader(path: path), invalidLines: invalidLines, registry: registry)
+    }
+
+    /// Reads from `lines`; in follow mode (`LineReader`) the end of the input is not the end of
+    /// the stream: `next` returns false while no complete line is there, and may be called again.
+    public init(lines: LineReader, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry()) {
+        self.lines = lines
         self.invalidPolicy = invalidLines
         self.registry = registry
         self.names = registry.infos.map { Array($0.id.utf8) }
@@ -52,6 +58,7 @@ public final class NativeTraceReader: EventSource {
         guard !isDone else { return false }
         while batch.count < limit {
             guard let line = try lines.nextLine() else {
+                if lines.isFollowing { break }
                 if !sawMagic { try invalid(Self.emptyFileMessage, line: max(lines.lineNumber, 1)) }
                 isDone = true
                 break

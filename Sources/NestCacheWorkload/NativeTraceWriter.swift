@@ -1,4 +1,5 @@
 import NestCacheCore
+import NestCacheSystem
 
 #if canImport(Glibc)
 import Glibc

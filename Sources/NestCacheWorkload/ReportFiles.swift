@@ -1,3 +1,5 @@
+import NestCacheSystem
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import NestCacheControl
 import NestCacheCore
 import NestCacheDaemon
 import NestCacheWorkload
@@ -68,7 +69,7 @@ func controlLatencyBench() throws {
         for r in 0..<requests {
             let t0 = DispatchTime.now().uptimeNanoseconds
             do {
-                let answer = try client.request("show stats json")
+                let answer = try client.request(ControlRequest(.showStats(vm: nil), json: true))
                 if !answer.hasPrefix("{\"uptime_s\"") { failures.add(1, ordering: .relaxed) }
             } catch {
                 failures.add(1, ordering: .relaxed)

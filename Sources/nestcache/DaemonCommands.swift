@@ -1,5 +1,6 @@
 import ArgumentParser
-import NestCacheDaemon
+import NestCacheControl
+import NestCacheSystem
 
 /// `--socket` and `--json`, shared by the commands that talk to nestcached.
 struct DaemonOptions: ParsableArguments {
@@ -9,14 +10,17 @@ struct DaemonOptions: ParsableArguments {
     @Flag(help: "Ask for one line of JSON.")
     var json = false
 
-    /// Sends `request` (with ` json` when asked), prints the answer; a daemon error exits 1.
-    func run(_ request: String, allowJSON: Bool = true) throws {
-        let client = ControlClient(path: socket ?? ControlClient.defaultPath())
+    /// Sends `command` (as JSON when asked and it has a JSON form), prints the answer; a daemon
+    /// error exits 1.
+    func run(_ command: ControlCommand) throws {
+        var request = ControlRequest(command)
+        request.json = json && request.commandHasJSON
+        let client = ControlClient(path: socket ?? ControlSocket.clientPath())
         let answer: String
         do {
-            answer = try client.request(json && allowJSON ? request + " json" : request)
+            answer = try client.request(request)
         } catch {
-            printError("nestcache: \(error)")
+            Stderr.write("nestcache: \(error)")
             throw ExitCode(1)
         }
         print(answer)
@@ -34,24 +38,24 @@ struct Show: ParsableCommand {
 
     @OptionGroup var daemon: DaemonOptions
 
-    func validate() throws {
-        guard let first = what.first, ["info", "stats", "vcpus", "metrics", "config"].contains(first) else {
-            throw ValidationError("expected info, stats [VM], vcpus VM, metrics or config")
+    /// The command, from the same grammar the daemon parses (ControlRequest is its only parser).
+    func command() throws -> ControlCommand {
+        do {
+            return try ControlRequest(parsing: Array((["show"] + what).joined(separator: " ").utf8)).command
+        } catch {
+            throw ValidationError(error.message)
         }
-        if first == "vcpus", what.count != 2 { throw ValidationError("show vcpus takes one VM") }
-        if first == "stats", what.count > 2 { throw ValidationError("show stats takes at most one VM") }
-        if ["info", "metrics", "config"].contains(first), what.count != 1 { throw ValidationError("show \(first) takes no argument") }
     }
 
-    func run() throws {
-        try daemon.run((["show"] + what).joined(separator: " "), allowJSON: !["metrics", "config"].contains(what[0]))
-    }
+    func validate() throws { _ = try command() }
+
+    func run() throws { try daemon.run(try command()) }
 }
 
 struct Ping: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Check that nestcached answers.")
     @OptionGroup var daemon: DaemonOptions
-    func run() throws { try daemon.run("ping") }
+    func run() throws { try daemon.run(.ping) }
 }
 
 struct Reset: ParsableCommand {
@@ -61,25 +65,25 @@ struct Reset: ParsableCommand {
     func validate() throws {
         guard words.first == "counters", words.count <= 2 else { throw ValidationError("usage: nestcache reset counters [VM]") }
     }
-    func run() throws { try daemon.run((["reset"] + words).joined(separator: " ")) }
+    func run() throws { try daemon.run(.resetCounters(vm: words.count == 2 ? words[1] : nil)) }
 }
 
 struct Pause: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Stop feeding a VM's workload (admin).")
     @Argument(help: "The VM.") var vm: String
     @OptionGroup var daemon: DaemonOptions
-    func run() throws { try daemon.run("pause \(vm)") }
+    func run() throws { try daemon.run(.pause(vm: vm)) }
 }
 
 struct Resume: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Feed a paused VM's workload again (admin).")
     @Argument(help: "The VM.") var vm: String
     @OptionGroup var daemon: DaemonOptions
-    func run() throws { try daemon.run("resume \(vm)") }
+    func run() throws { try daemon.run(.resume(vm: vm)) }
 }
 
 struct Reload: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Make nestcached re-read its configuration (admin; as SIGHUP).")
     @OptionGroup var daemon: DaemonOptions
-    func run() throws { try daemon.run("reload") }
+    func run() throws { try daemon.run(.reload) }
 }

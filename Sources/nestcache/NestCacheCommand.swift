@@ -1,5 +1,6 @@
 import ArgumentParser
 import NestCacheCore
+import NestCacheSystem
 import NestCacheWorkload
 
 #if canImport(Glibc)
@@ -145,10 +146,7 @@ func exitingOnTraceError<T>(_ body: () throws(TraceError) -> T) throws -> T {
     }
 }
 
-func printError(_ s: String) {
-    var line = s + "\n"
-    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
-}
+func printError(_ s: String) { Stderr.write(s) }
 
 func reportWarnings(_ source: some EventSource) {
     reportWarnings(source.warnings, figures: source.figures)

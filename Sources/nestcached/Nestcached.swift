@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import NestCacheDaemon
+import NestCacheSystem
 
 @main
 struct Nestcached: AsyncParsableCommand {
@@ -47,7 +48,7 @@ struct Nestcached: AsyncParsableCommand {
         do {
             return try body()
         } catch {
-            FileHandleStderr.write("nestcached: \(error)\n")
+            Stderr.write("nestcached: \(error)")
             throw ExitCode(ConfigError.exitCode)
         }
     }

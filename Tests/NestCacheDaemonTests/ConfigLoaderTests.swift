@@ -61,7 +61,7 @@ import Testing
 
     /// Every error names the key and its line.
     @Test(arguments: [
-        ("[daemon]\nfoo = 1", "t.toml:2: unknown key 'foo' in [daemon] (expected socket, socket_mode, max_clients, idle_timeout_s, log_level, summary_interval_s, textfile)"),
+        ("[daemon]\nfoo = 1", "t.toml:2: unknown key 'foo' in [daemon] (expected socket, socket_mode, max_clients, idle_timeout_s, log_level, summary_interval_s, textfile, metrics_listen)"),
         ("[daemon]\nmax_clients = 0", "t.toml:2: 'max_clients' must be an integer from 1 to 65536, got 0"),
         ("[daemon]\nsocket_mode = \"999\"", "t.toml:2: 'socket_mode' must be an octal mode such as \"0660\" or 0o660, got '999'"),
         ("[daemon]\nlog_level = \"loud\"", "t.toml:2: 'log_level' must be one of trace, debug, info, notice, warning, error, critical, got 'loud'"),
@@ -77,8 +77,17 @@ import Testing
         ("[[replay]]\ntrace = \"/nonexistent/x.trace\"", "t.toml:2: 'trace': cannot read '/nonexistent/x.trace'"),
         ("[[replay]]\ntrace = \"/etc/hostname\"\nordering = \"fifo\"", "t.toml:3: 'ordering' must be strict or concurrent, got 'fifo'"),
         ("[[replay]]\nformat = \"native\"", "t.toml:1: [[replay]] needs a 'trace' file"),
-        ("[extra]\nx = 1", "t.toml:1: unknown key 'extra' in the top level (expected daemon, defaults, vm, replay)"),
+        ("[extra]\nx = 1", "t.toml:1: unknown key 'extra' in the top level (expected daemon, defaults, vm, replay, live)"),
         ("[daemon\n", "t.toml:1: TOML syntax: "),
+        ("[daemon]\nmetrics_listen = \"9464\"", "t.toml:2: 'metrics_listen' must be HOST:PORT with an IPv4 address, [IPv6 address] or localhost and a port from 0 to 65535 (\"127.0.0.1:9464\", \"[::1]:9464\"), got '9464'"),
+        ("[live]\ntrace = \"/etc/hostname\"", "t.toml:1: 'live' must be an array of tables ([[live]])"),
+        ("[[live]]\ntrace = \"/etc/hostname\"\nloop = true", "t.toml:3: unknown key 'loop' in [[live]] (expected trace, format, vm, policy, shadow_policies, waiting_after_s)"),
+        ("[[live]]\ntrace = \"/etc/hostname\"\nformat = \"auto\"", "t.toml:3: 'format' must be ftrace or native, got 'auto'"),
+        ("[[live]]\ntrace = \"relative.txt\"", "t.toml:2: 'trace' must be an absolute path, got 'relative.txt'"),
+        ("[[live]]\ntrace = \"/nonexistent/x\"", "t.toml:2: 'trace': cannot read '/nonexistent/x': No such file or directory"),
+        ("[[live]]\ntrace = \"/etc\"", "t.toml:2: 'trace': '/etc' is not a FIFO or a regular file"),
+        ("[[live]]\ntrace = \"/etc/hostname\"\nvm = \"a b\"", "t.toml:3: 'vm' must match [A-Za-z0-9_.:-]{1,64}, got 'a b'"),
+        ("[[live]]\ntrace = \"/etc/hostname\"\nwaiting_after_s = 0", "t.toml:3: 'waiting_after_s' must be a number from 0.1 to 86400, got 0"),
     ])
     func errorsNameTheKeyAndLine(_ text: String, _ message: String) {
         do {
@@ -88,5 +97,27 @@ import Testing
             #expect(error.description.hasPrefix(message), "got: \(error.description)")
             if !message.hasSuffix(": ") { #expect(error.description == message) }
         }
+    }
+
+    @Test(arguments: [
+        ("127.0.0.1:9464", "127.0.0.1", 9464), ("localhost:0", "127.0.0.1", 0), ("0.0.0.0:65535", "0.0.0.0", 65535),
+        ("[::1]:9464", "::1", 9464), ("[::]:80", "::", 80),
+    ])
+    func metricsListenParses(_ text: String, _ host: String, _ port: Int) throws {
+        let m = try #require(MetricsListen(parsing: text))
+        #expect(m.host == host && m.port == port)
+    }
+
+    @Test(arguments: ["", ":9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80",
+                      "::1:9464", "[::1]", "[::1]9464", "[127.0.0.1]:80", "example.com:80", "256.0.0.1:80", "127.0.0.1:0x50",
+                      "127.0.0.1:٣"])
+    func metricsListenRejects(_ text: String) {
+        #expect(MetricsListen(parsing: text) == nil, "accepted \(text)")
+    }
+
+    @Test func liveSourceDefaults() throws {
+        let c = try DaemonConfig.load(text: "[[live]]\ntrace = \"/etc/hostname\"\nvm = \"cap\"", path: "t.toml")
+        #expect(c.lives == [DaemonConfig.LiveSource(trace: "/etc/hostname", format: .ftrace, vm: "cap", policy: .seed,
+                                                    shadowPolicies: DaemonConfig.Defaults().shadowPolicies, waitingAfterS: 10)])
     }
 }

@@ -36,7 +36,7 @@ COUNTERS = ["events", "loads", "entries", "clears", "switches", "hits", "misses"
             "unmap_pages"]
 GAUGES = ["contexts", "free", "mapped_pages", "peak_mapped_pages"]
 DERIVED = ["hit_ratio", "exposure", "overhead_ns"]
-STATES = {"running", "paused", "done", "failed"}
+STATES = {"running", "paused", "done", "failed", "waiting"}  # waiting: [[live]] only (DESIGN-NOTES)
 
 # DESIGN §8's error codes.
 ERROR_CODES = {"unknown-command", "bad-argument", "no-such-vm", "permission-denied",

@@ -118,7 +118,7 @@ def test_textfile_directory_fault_keeps_the_old_file(daemon_factory, tmp_path, j
 
 # MARK: a looping replay whose file changes under it
 
-@pytest.mark.parametrize("change", ["truncated", "truncated-mid-line", "replaced", "replaced-bigger-vm"])
+@pytest.mark.parametrize("change", ["truncated", "truncated-mid-line", "replaced", "replaced-reordered", "replaced-bigger-vm"])
 def test_looping_replay_trace_changed_while_read(daemon_factory, tmp_path, change):
     trace = tmp_path / "loop.trace"
     make_trace(trace, events=60000, seed=5)
@@ -137,6 +137,10 @@ def test_looping_replay_trace_changed_while_read(daemon_factory, tmp_path, chang
         new = tmp_path / "new.trace"
         if change == "replaced":
             make_trace(new, events=5000, seed=6)
+        elif change == "replaced-reordered":  # only sb, declared as before: it is the new file's VM 0
+            lines = ["# nestcache-trace v1", "# vm sb l1_vcpus=2 memory_mib=2048 pages_per_context=5"]
+            lines += [f"{1000 + i} sb {i % 2} enter {0x110000000 + (i % 7) * 0x1000:#x}" for i in range(5000)]
+            new.write_text("\n".join(lines) + "\n")
         else:  # the same VM ids, declared with more vCPUs than the running VMs were made with
             lines = ["# nestcache-trace v1", "# vm sa l1_vcpus=64 memory_mib=4096"]
             lines += [f"{1000 + i} sa {i % 64} enter {0x100000000 + (i % 300) * 0x1000:#x}" for i in range(5000)]
@@ -144,13 +148,23 @@ def test_looping_replay_trace_changed_while_read(daemon_factory, tmp_path, chang
         os.rename(new, trace)
     # Several loops later: still serving, the other VM untouched and counting, identities hold.
     before = d.stats(other)["vms"][other]["events"]
-    time.sleep(2)
+    time.sleep(1)
+    mid = d.stats()
+    time.sleep(1)
     assert d.alive(), d.stderr()
     s = d.stats()
     assert s["vms"][other]["events"] > before and s["vms"][other]["state"] == "running"
     for vm, v in s["vms"].items():
         check_identities(v, vm)
         assert v["state"] in ("running", "failed"), (vm, v["state"])
+    if change == "replaced-bigger-vm":
+        # Its tables were sized for 4 vCPUs: the workload stops rather than guess.
+        assert s["vms"]["sa"]["state"] == "failed", s["vms"]["sa"]
+    elif change in ("truncated", "replaced"):
+        assert s["vms"]["sa"]["state"] == "running", s["vms"]["sa"]
+    elif change == "replaced-reordered":  # each VM's events go to that VM, whatever its index
+        assert s["vms"]["sb"]["events"] > mid["vms"]["sb"]["events"]
+        assert s["vms"]["sa"]["events"] == mid["vms"]["sa"]["events"], "sb's events were applied to sa"
     assert d.request("ping") == "pong\n"
 
 

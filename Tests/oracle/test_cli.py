@@ -156,3 +156,14 @@ def test_json_is_one_document_on_stdout(nestcache):
     proc = run(nestcache, "replay", SAMPLE, "--policy", "per-vcpu-lru:3", "--json")
     assert proc.returncode == 0, proc.stderr
     json.loads(proc.stdout)  # nothing but the JSON on stdout
+
+
+def test_the_cli_links_no_daemon_libraries(nestcache):
+    """Issue 12: `nestcache` talks to the daemon through NestCacheControl only; it links neither
+    libsystemd nor (statically) SwiftNIO or the TOML parser."""
+    libs = subprocess.run(["ldd", str(nestcache)], capture_output=True, text=True, check=True).stdout
+    assert "libsystemd" not in libs, libs
+    symbols = subprocess.run(["nm", "-C", str(nestcache)], capture_output=True, text=True).stdout
+    assert symbols, "nm printed nothing"
+    for module in ["NIOPosix", "NestCacheTOML", "NestCacheDaemon"]:
+        assert f"{module}." not in symbols, f"nestcache contains {module}"

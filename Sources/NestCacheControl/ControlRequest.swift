@@ -20,10 +20,44 @@ public enum ControlCommand: Equatable, Sendable {
     }
 }
 
-/// A parsed request: the command and whether the answer is one line of JSON.
+/// A request: the command and whether the answer is one line of JSON. Clients build it as a value
+/// and send `line`; the daemon parses a line back with `init(parsing:)`.
 public struct ControlRequest: Equatable, Sendable {
     public var command: ControlCommand
     public var json: Bool
+
+    public init(_ command: ControlCommand, json: Bool = false) {
+        self.command = command
+        self.json = json
+    }
+
+    /// The request as sent on the socket, without its newline: `init(parsing:)` gives it back.
+    public var line: String {
+        let words: [String?] = switch command {
+        case .help: ["help"]
+        case .version: ["version"]
+        case .ping: ["ping"]
+        case .quit: ["quit"]
+        case .showInfo: ["show", "info"]
+        case .showStats(let vm): ["show", "stats", vm]
+        case .showVCPUs(let vm): ["show", "vcpus", vm]
+        case .showMetrics: ["show", "metrics"]
+        case .showConfig: ["show", "config"]
+        case .resetCounters(let vm): ["reset", "counters", vm]
+        case .pause(let vm): ["pause", vm]
+        case .resume(let vm): ["resume", vm]
+        case .reload: ["reload"]
+        }
+        return (words.compactMap { $0 } + (json ? ["json"] : [])).joined(separator: " ")
+    }
+
+    /// Whether the command has a JSON form (`show metrics` and `show config` are text only).
+    public var commandHasJSON: Bool {
+        switch command {
+        case .showMetrics, .showConfig: false
+        default: true
+        }
+    }
 }
 
 /// Error codes of DESIGN §8.
