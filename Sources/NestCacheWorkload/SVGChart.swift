@@ -49,7 +49,7 @@ public struct SVGChart: Sendable {
 
     public static let width = 640.0
     public static let height = 380.0
-    static let left = 72.0, right = 24.0, top = 64.0, bottom = 56.0
+    static let left = 72.0, right = 24.0, top = 72.0, bottom = 56.0
     /// Series colours, light then dark (Okabe-Ito, distinguishable with colour-blindness).
     static let colours = [("#0072b2", "#56b4e9"), ("#d55e00", "#ff9a5c"), ("#009e73", "#3fd1a0"),
                           ("#cc79a7", "#e7a3cc"), ("#8a6d00", "#f0c05a")]
@@ -88,13 +88,19 @@ public struct SVGChart: Sendable {
         s += "<style>\(Self.style)</style>\n"
         s += "<rect class=\"nc-bg\" x=\"0\" y=\"0\" width=\"\(f(w))\" height=\"\(f(h))\"/>\n"
         s += "<text class=\"nc-title\" x=\"\(f(Self.left))\" y=\"20\">\(htmlEscaped(title))</text>\n"
-        // Legend: a short line in the series' style, then its name.
-        var lx = Self.left
+        // Legend: a short line in the series' style, then its name; a second row when the
+        // first is full.
+        var lx = Self.left, ly = 34.0
         for (i, series) in series.enumerated() {
             let c = "nc-s\(i % Self.colours.count)"
-            s += "<line class=\"\(c)\(series.dashed ? " nc-dash" : "")\" x1=\"\(f(lx))\" y1=\"38\" x2=\"\(f(lx + 22))\" y2=\"38\"/>"
-            s += "<text x=\"\(f(lx + 28))\" y=\"42\">\(htmlEscaped(series.name))</text>\n"
-            lx += 40 + Double(series.name.count) * 7
+            let itemWidth = 40 + Double(series.name.count) * 7
+            if lx > Self.left, lx + itemWidth > w - Self.right {
+                lx = Self.left
+                ly += 16
+            }
+            s += "<line class=\"\(c)\(series.dashed ? " nc-dash" : "")\" x1=\"\(f(lx))\" y1=\"\(f(ly))\" x2=\"\(f(lx + 22))\" y2=\"\(f(ly))\"/>"
+            s += "<text x=\"\(f(lx + 28))\" y=\"\(f(ly + 4))\">\(htmlEscaped(series.name))</text>\n"
+            lx += itemWidth
         }
         // Grid and ticks.
         for t in yTicks {

@@ -231,3 +231,23 @@ def test_html_renders_in_headless_chromium(nestcache, tmp_path):
     subprocess.run(cmd[:-2] + ["--window-size=1000,2400", f"--screenshot={shot}", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+# --- docs/REPORT.md is generated ----------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["selftest-migrate", "selftest-sched"])
+def test_report_md_readings_are_the_programs(nestcache, preset):
+    """docs/REPORT.md (make report) quotes the readings `nestcache report` derives, not prose:
+    checked on the presets that run in a blink (the others take minutes in a debug build)."""
+    md = (REPO / "docs" / "REPORT.md").read_text()
+    data = json.loads(report(nestcache, "--preset", preset, "--json").stdout)
+    for key in ("isolation", "sharing", "exposure", "break_even"):
+        line = f"- **{preset}**: {data[key]['reading']['text']}."
+        assert line in md, f"docs/REPORT.md is stale (run `make report`): missing\n{line}"
+    text = report(nestcache, "--preset", preset).stdout
+    assert text.rstrip("\n") in md, "docs/REPORT.md's text block is stale (run `make report`)"
+    selftest = report(nestcache, "--selftest").stdout
+    assert selftest.rstrip("\n") in md
+    for name in ("hit-ratio-vs-k.svg", "hit-ratio-vs-r.svg", "overhead-vs-map-cost.svg", "exposure-vs-ratio.svg"):
+        assert (REPO / "docs" / "report" / preset / name).is_file()
+        assert f"(report/{preset}/{name})" in md
