@@ -72,11 +72,14 @@ def main():
     print(f"soak: after warm-up: RSS {start_rss} MiB, {start_fds} fds")
     stop = threading.Event()
     failures, served = [], [0]
-    last = {}
+    checked = set()
     lock = threading.Lock()
 
     def client(n):
+        # Each client checks its own answers: they are served in the order it asked. (Answers of
+        # different clients can come back in another order than they were served.)
         rng = random.Random(n)
+        last = {}
         while not stop.is_set():
             try:
                 if rng.random() < 0.1:
@@ -85,13 +88,14 @@ def main():
                     vm = f"soak{rng.randrange(a.vms):04d}"
                     j = json.loads(request(sock, f"show stats {vm} json"))
                     v = j["vms"][vm]
+                    prev = last.get(vm)
+                    if prev:
+                        for k in COUNTERS:
+                            if v[k] < prev[k]:
+                                failures.append(f"{vm}.{k} went back from {prev[k]} to {v[k]}")
+                    last[vm] = {k: v[k] for k in COUNTERS}
                     with lock:
-                        prev = last.get(vm)
-                        if prev:
-                            for k in COUNTERS:
-                                if v[k] < prev[k]:
-                                    failures.append(f"{vm}.{k} went back from {prev[k]} to {v[k]}")
-                        last[vm] = {k: v[k] for k in COUNTERS}
+                        checked.add(vm)
                 with lock:
                     served[0] += 1
             except Exception as e:  # noqa: BLE001 - a failed request is the finding
@@ -104,8 +108,12 @@ def main():
     end = time.monotonic() + a.minutes * 60
     storms = reloads = 0
     extra = False
+    samples, next_sample = [], time.monotonic() + 60
     while time.monotonic() < end and d.poll() is None:
-        time.sleep(min(20, max(0, end - time.monotonic())))
+        if time.monotonic() >= next_sample:
+            samples.append(usage(d.pid)[0])
+            next_sample += 60
+        time.sleep(min(20, max(0, end - time.monotonic()), max(0.1, next_sample - time.monotonic())))
         if time.monotonic() >= end:
             break
         extra = not extra
@@ -126,7 +134,8 @@ def main():
     code = d.wait(30)
     print(f"soak: at the end: RSS {end_rss} MiB, {end_fds} fds; {served[0]} requests answered; "
           f"{storms} storms ({reloads} SIGHUPs, {info.get('reloads')} reloads applied); exit {code}")
-    print(f"soak: counters checked on {len(last)} VMs, every one only grew" if not failures else "")
+    print(f"soak: RSS by minute (MiB): {' '.join(map(str, samples))}")
+    print(f"soak: counters checked on {len(checked)} VMs, every one only grew" if not failures else "")
     ok = alive and code == 0 and not failures and end_fds <= start_fds + 4
     if not ok:
         print("soak: FAILED:", *(failures[:10] or [f"alive={alive} exit={code} fds {start_fds}->{end_fds}"]), sep="\n  ")
