@@ -255,8 +255,12 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .tooLong:
                 send(context, ControlAnswers.error(ControlError(.lineTooLong, "request longer than \(ControlRequest.maxLineLength) bytes"), json: false), close: false)
             case .line(let bytes):
-                let (text, close) = server.daemon.respond(toLine: bytes, peerUID: peerUID)
-                send(context, text, close: close)
+                switch server.daemon.answer(toLine: bytes, peerUID: peerUID) {
+                case .text(let text, let close): send(context, text, close: close)
+                case .metrics(let buffer):
+                    context.write(wrapOutboundOut(buffer), promise: nil)
+                    send(context, "\n", close: false)
+                }
             }
         }
         if isClosing || pendingHead >= pending.count {

@@ -2,23 +2,41 @@
 import Glibc
 #endif
 import Logging
+import NIOCore
 import NestCacheControl
 import NestCacheCore
 import NestCacheWorkload
 
 extension Daemon {
-    /// Answers one request line from a peer with uid `peerUID`; `close` after a `quit`.
-    public func respond(toLine bytes: [UInt8], peerUID: UInt32?) -> (text: String, close: Bool) {
+    /// What the socket sends for one request line: text, or the shared metrics buffer (written
+    /// as it is, then the empty line, so 7 MB are not copied per client).
+    enum Answer {
+        case text(String, close: Bool)
+        case metrics(ByteBuffer)
+    }
+
+    /// Parses one request line from a peer with uid `peerUID` and answers it; `close` after a `quit`.
+    func answer(toLine bytes: [UInt8], peerUID: UInt32?) -> Answer {
         let request: ControlRequest
         do throws(ControlError) {
             request = try ControlRequest(parsing: bytes)
         } catch {
-            return (ControlAnswers.error(error, json: ControlRequest.endsWithJSON(bytes)), false)
+            return .text(ControlAnswers.error(error, json: ControlRequest.endsWithJSON(bytes)), close: false)
         }
+        if request.command == .showMetrics { return .metrics(metricsBuffer()) }
         do throws(ControlError) {
-            return try respond(to: request, peerUID: peerUID)
+            let (text, close) = try respond(to: request, peerUID: peerUID)
+            return .text(text, close: close)
         } catch {
-            return (ControlAnswers.error(error, json: request.json), false)
+            return .text(ControlAnswers.error(error, json: request.json), close: false)
+        }
+    }
+
+    /// `answer(toLine:peerUID:)` as text (tests, the fuzz target).
+    public func respond(toLine bytes: [UInt8], peerUID: UInt32?) -> (text: String, close: Bool) {
+        switch answer(toLine: bytes, peerUID: peerUID) {
+        case .text(let text, let close): (text, close)
+        case .metrics(let buffer): (ControlAnswers.text(String(buffer: buffer)), false)
         }
     }
 
@@ -53,7 +71,7 @@ extension Daemon {
             let s = try runtime(vm).snapshot(vcpus: true)
             return (A.either(json, A.vcpusJSON(s, cost: config.defaults.cost), A.vcpusText(s)), false)
         case .showMetrics:
-            return (A.text(Metrics.render(snapshots(vcpus: true), uptimeSeconds: uptimeSeconds, version: Self.version)), false)
+            return (A.text(String(buffer: metricsBuffer())), false)  // answer(toLine:) sends the buffer itself
         case .showConfig:
             let c = config
             return (A.config(path: c.path, text: c.text), false)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 import Logging
+import NIOCore
 import NestCacheCore
 import NestCacheWorkload
 import NestCacheControl
@@ -38,6 +39,8 @@ public final class Daemon: Sendable {
     let timers = Timers()
     let uid = getuid()
     /// At most one thrash warning per VM per 10 minutes: never a log line per cache event.
+    /// The latest rendering of the metrics and when it was made (`metricsBuffer()`).
+    let metricsCache = Locked<(atNs: UInt64, buffer: ByteBuffer)?>(nil)
     /// The last textfile write's errno (0: it worked), so that a failure is logged once.
     let textfileErrno = Locked<Int32>(0)
     let thrashWarnings = Locked(RateLimiter<String, ContinuousClock>(limit: 1, per: .seconds(600)))
@@ -305,8 +308,8 @@ public final class Daemon: Sendable {
 
     func writeTextfile() {
         guard let path = config.daemon.textfile else { return }
-        let text = Metrics.render(snapshots(vcpus: true), uptimeSeconds: uptimeSeconds, version: Self.version)
-        let err = writeFileAtomically(path, text)
+        let metrics = metricsBuffer()
+        let err = metrics.withUnsafeReadableBytes { writeFileAtomically(path, $0) }
         // Logged when the error starts or changes, and when writing works again: an unwritable or
         // full directory gives one record, not one per interval. The old file stays intact
         // (written to a temporary file, renamed only when complete).

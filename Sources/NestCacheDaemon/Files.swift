@@ -38,14 +38,14 @@ func liveInputProblem(_ path: String) -> String? {
     return nil
 }
 
-/// Writes `text` to `path` atomically: a temporary file in the same directory, then rename.
-func writeFileAtomically(_ path: String, _ text: String) -> Int32 {
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then rename.
+func writeFileAtomically(_ path: String, _ bytes: UnsafeRawBufferPointer) -> Int32 {
     let tmp = "\(path).tmp-\(getpid())"
     let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { return errno }
     // World-readable whatever the umask (the unit's is 0077): node_exporter reads it as another user.
     fchmod(fd, 0o644)
-    let err = Syscall.writeAll(fd, text)
+    let err = Syscall.writeAll(fd, bytes)
     close(fd)
     guard err == 0 else { unlink(tmp); return err }
     guard rename(tmp, path) == 0 else { let e = errno; unlink(tmp); return e }

@@ -60,10 +60,8 @@ final class MetricsServer: Sendable {
         try? await group.shutdownGracefully()
     }
 
-    /// The body of a 200: what `show metrics` answers.
-    func metricsText() -> String {
-        Metrics.render(daemon.snapshots(vcpus: true), uptimeSeconds: daemon.uptimeSeconds, version: Daemon.version)
-    }
+    /// The body of a 200: what `show metrics` answers, shared with every other reader.
+    func metricsBody() -> ByteBuffer { daemon.metricsBuffer() }
 }
 
 /// Sent up the pipeline by `RequestHeadLimiter` when a request head grows past the limit.
@@ -170,7 +168,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .GET, .HEAD:
             let keepAlive = head.isKeepAlive && !hasBody
             if path == "/metrics" {
-                respond(context, .ok, server.metricsText(), contentType: MetricsServer.contentType,
+                respond(context, .ok, server.metricsBody(), contentType: MetricsServer.contentType,
                         keepAlive: keepAlive, headOnly: head.method == .HEAD)
             } else {
                 respond(context, .notFound, "not found: only /metrics is served\n", keepAlive: keepAlive,
@@ -212,16 +210,21 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: String,
                  contentType: String = "text/plain; charset=utf-8", keepAlive: Bool, headOnly: Bool = false,
                  extraHeaders: [(String, String)] = []) {
+        respond(context, status, ByteBuffer(string: body), contentType: contentType, keepAlive: keepAlive,
+                headOnly: headOnly, extraHeaders: extraHeaders)
+    }
+
+    func respond(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: ByteBuffer,
+                 contentType: String = "text/plain; charset=utf-8", keepAlive: Bool, headOnly: Bool = false,
+                 extraHeaders: [(String, String)] = []) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: contentType)
-        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
         for (name, value) in extraHeaders { headers.add(name: name, value: value) }
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         if !headOnly {
-            var buffer = context.channel.allocator.buffer(capacity: body.utf8.count)
-            buffer.writeString(body)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
         if keepAlive {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
