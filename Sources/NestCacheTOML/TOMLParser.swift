@@ -353,20 +353,14 @@ private struct Scanner {
         guard depth <= TOMLParser.maxDepth else { throw fail("values nested more than \(TOMLParser.maxDepth) deep") }
         guard let c = peek() else { throw fail("expected a value, found the end of the file") }
         switch c {
-        case UInt8(ascii: "\""):
-            if peek(1) == UInt8(ascii: "\""), peek(2) == UInt8(ascii: "\"") {
+        case UInt8(ascii: "\""), UInt8(ascii: "'"):
+            let literal = c == UInt8(ascii: "'")
+            if peek(1) == c, peek(2) == c {
                 i += 3
-                return TOMLValue(.string(try multilineString(literal: false)), line: keyLine)
+                return TOMLValue(.string(try multilineString(literal: literal)), line: keyLine)
             }
             i += 1
-            return TOMLValue(.string(try basicString()), line: keyLine)
-        case UInt8(ascii: "'"):
-            if peek(1) == UInt8(ascii: "'"), peek(2) == UInt8(ascii: "'") {
-                i += 3
-                return TOMLValue(.string(try multilineString(literal: true)), line: keyLine)
-            }
-            i += 1
-            return TOMLValue(.string(try literalString()), line: keyLine)
+            return TOMLValue(.string(try literal ? literalString() : basicString()), line: keyLine)
         case UInt8(ascii: "["):
             i += 1
             return TOMLValue(.array(try array(depth: depth + 1)), line: keyLine)

@@ -76,6 +76,18 @@ struct WorkloadOptions: ParsableArguments {
     }
 }
 
+/// What `sweep` and `report` read: the workload, or else the trace files (one of them is needed).
+func sweepInput(_ workload: WorkloadOptions, _ trace: TraceOptions) throws -> Sweep.Input {
+    if let w = try workload.workload() {
+        try trace.validateNoTraceOptions()
+        return .workload(w)
+    }
+    guard !trace.files.isEmpty else {
+        throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
+    }
+    return .files(paths: trace.files, format: trace.reader.format, vm: trace.reader.vm, invalidLines: trace.reader.invalidLines)
+}
+
 /// `SPEC` or `--preset NAME`, then every `--set`; nil when neither is given. Errors are
 /// `ValidationError`s (exit 64) with the workload's one-line message.
 func makeWorkload(spec: String?, specName: String, preset: String?, settings: [String]) throws -> WorkloadSpec? {
@@ -381,16 +393,7 @@ struct SweepCommand: ParsableCommand {
     }
 
     func makeSweep() throws -> Sweep {
-        let input: Sweep.Input
-        if let w = try workload.workload() {
-            try trace.validateNoTraceOptions()
-            input = .workload(w)
-        } else {
-            guard !trace.files.isEmpty else {
-                throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
-            }
-            input = .files(paths: trace.files, format: trace.reader.format, vm: trace.reader.vm, invalidLines: trace.reader.invalidLines)
-        }
+        let input = try sweepInput(workload, trace)
         do throws(TraceError) {
             let specs = policies ?? Sweep.defaultPolicies
             var parsedRatios: [Int]?

@@ -67,16 +67,7 @@ struct ReportCommand: ParsableCommand {
     }
 
     func makeReport() throws -> NestCacheWorkload.Report {
-        let input: Sweep.Input
-        if let w = try workload.workload() {
-            try trace.validateNoTraceOptions()
-            input = .workload(w)
-        } else {
-            guard !trace.files.isEmpty else {
-                throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
-            }
-            input = .files(paths: trace.files, format: trace.reader.format, vm: trace.reader.vm, invalidLines: trace.reader.invalidLines)
-        }
+        let input = try sweepInput(workload, trace)
         var report = NestCacheWorkload.Report(input: input)
         report.cost = model.cost
         report.pagesPerContext = model.pages
