@@ -131,11 +131,17 @@ public struct StatsSnapshot: Sendable, Equatable {
             + lookups * cost.lookupNs
     }
 
-    /// Sums counters and gauges; memory is summed only while every part knows it.
+    /// Sums counters and gauges; memory is summed only while every part knows it (and the sum
+    /// fits: 4,096 VMs declaring `memory_mib=4294967296` overflow 64 bits, found by fuzzing the
+    /// renderers; the total's exposure is then unknown, not a crash).
     public static func += (a: inout StatsSnapshot, b: StatsSnapshot) {
         a.counters += b.counters
         a.gauges += b.gauges
-        if let x = a.memoryBytes, let y = b.memoryBytes { a.memoryBytes = x + y } else { a.memoryBytes = nil }
+        if let x = a.memoryBytes, let y = b.memoryBytes, case (let sum, false) = x.addingReportingOverflow(y) {
+            a.memoryBytes = sum
+        } else {
+            a.memoryBytes = nil
+        }
         a.countsLookups = a.countsLookups && b.countsLookups
     }
 
