@@ -74,6 +74,8 @@ public final class FtraceReader: EventSource {
     var pending: Event?
     /// Lines of events not used, per event name.
     var skipped = EventNameCounts()
+    /// The VM id of a tgid when it is not its decimal (`nestcache record`: QEMU's `-name`).
+    let vmIDOfTGID: ((Int32) -> String?)?
 
     /// Opens `path` (`-` for standard input). `vm` names the VM of lines without a tgid (the CLI
     /// passes the file's base name by default); it must be a valid VM id (`.usage` otherwise).
@@ -89,8 +91,13 @@ public final class FtraceReader: EventSource {
 
     /// Reads from `lines`; in follow mode (`LineReader`) `next` returns false while no complete
     /// line is there, and may be called again.
+    ///
+    /// `vmIDOfTGID` names the VM of a tgid, asked once per tgid at its first entry; nil, or an
+    /// id that is not valid or already names another VM, means the tgid in decimal (so two
+    /// processes of the same name stay two VMs).
     public init(
-        lines: LineReader, vm: String, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry()
+        lines: LineReader, vm: String, invalidLines: InvalidLinePolicy = .fail, registry: VMRegistry = VMRegistry(),
+        vmIDOfTGID: ((Int32) -> String?)? = nil
     ) throws(TraceError) {
         guard VMInfo.isValidID(Array(vm.utf8)) else {
             throw TraceError(.usage, file: "", "invalid VM name '\(vm)' for \(lines.path): expected [A-Za-z0-9_.:-]{1,64}")
@@ -99,6 +106,7 @@ public final class FtraceReader: EventSource {
         self.invalidPolicy = invalidLines
         self.registry = registry
         self.lines = lines
+        self.vmIDOfTGID = vmIDOfTGID
     }
 
     public func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
@@ -162,7 +170,11 @@ public final class FtraceReader: EventSource {
     func vmIndex(_ tgid: FtraceLine.TGID) -> Int32 {
         if case .known(let t) = tgid {
             if let i = vmByTGID[t] { return i }
-            let i = registry.intern(String(t))
+            var id = String(t)
+            if let name = vmIDOfTGID?(t), VMInfo.isValidID(Array(name.utf8)), registry.index(of: name) == nil {
+                id = name
+            }
+            let i = registry.intern(id)
             vmByTGID[t] = i
             return i
         }

@@ -24,12 +24,17 @@ import Darwin
 ///   writer has come and gone since the open, so an idle FIFO without writers is not re-opened
 ///   over and over.
 /// - tracefs `trace_pipe` answers `EAGAIN` when empty, like a FIFO with a writer.
+/// - With `endsAtEOF` (`nestcache record`) a read of 0 bytes is the end instead: a FIFO whose
+///   writers all closed is not opened again, a regular file is not waited on. `nextLine` then
+///   returns the partial last line, if any, then nil for good, and `isAtEnd` is true.
 public final class LineReader {
     public let path: String
     /// The number of the line last returned (1-based).
     public private(set) var lineNumber = 0
     /// Follow mode: see the type's comment.
     public let isFollowing: Bool
+    /// Follow mode: a read of 0 bytes ends the stream (see the type's comment).
+    public let endsAtEOF: Bool
     /// Follow mode: times a FIFO was opened (1 + the re-opens after its writers closed).
     public private(set) var opens = 1
     /// Bytes read so far.
@@ -50,10 +55,11 @@ public final class LineReader {
     static let chunk = 1 << 20
 
     /// Opens `path`, or standard input for `-`. Throws `.inputMissing` when it cannot be opened.
-    /// `follow`: see the type's comment (standard input cannot be followed).
-    public init(path: String, follow: Bool = false) throws(TraceError) {
+    /// `follow`, `endsAtEOF`: see the type's comment (standard input cannot be followed).
+    public init(path: String, follow: Bool = false, endsAtEOF: Bool = false) throws(TraceError) {
         self.path = path
         self.isFollowing = follow && path != "-"
+        self.endsAtEOF = endsAtEOF
         if path == "-" {
             fd = 0
             ownsFD = false
@@ -91,6 +97,13 @@ public final class LineReader {
     }
 
     public var isFIFO: Bool { fileType == S_IFIFO }
+
+    /// True once the end of the input was read and every line returned. In follow mode only with
+    /// `endsAtEOF`: otherwise the end of the input is never the end.
+    public var isAtEnd: Bool { isEOF && start >= end }
+
+    /// The descriptor read, for `poll(2)` (it may change when a FIFO is opened again).
+    public var descriptor: Int32 { fd }
 
     /// Follow mode: throws when the input is gone for good: the path removed or naming another
     /// file now, or a regular file cut shorter than what was read (truncated or rewritten). The
@@ -162,7 +175,7 @@ public final class LineReader {
                 return true
             }
             if n == 0 {
-                guard isFollowing else {
+                guard isFollowing, !endsAtEOF else {
                     isEOF = true
                     return true
                 }

@@ -35,14 +35,7 @@ extension NativeTraceWriter {
             batch.reserveCapacity(Replay.batchSize)
             var last: UInt64 = 0
             while try source.next(into: &batch, limit: Replay.batchSize) {
-                for i in batch.indices {
-                    if batch[i].timeNs < last {
-                        batch[i].timeNs = last
-                        summary.raisedTimes += 1
-                    } else {
-                        last = batch[i].timeNs
-                    }
-                }
+                summary.raisedTimes += raiseTimes(&batch, last: &last)
                 summary.events += UInt64(batch.count)
                 try w.write(batch, registry: source.registry)
             }
@@ -52,5 +45,21 @@ extension NativeTraceWriter {
         summary.skippedEvents = source.skippedEvents
         summary.warnings = source.warnings
         return summary
+    }
+
+    /// Raises each time of `batch` below `last` (the latest time written) to it, and moves `last`
+    /// on: the native format's times never decrease, while raw ftrace may step back between CPUs.
+    /// Returns how many were raised. The order, and so every counter of a replay, is unchanged.
+    static func raiseTimes(_ batch: inout [Event], last: inout UInt64) -> UInt64 {
+        var raised: UInt64 = 0
+        for i in batch.indices {
+            if batch[i].timeNs < last {
+                batch[i].timeNs = last
+                raised += 1
+            } else {
+                last = batch[i].timeNs
+            }
+        }
+        return raised
     }
 }

@@ -13,7 +13,9 @@ import Darwin
 ///
 /// Output goes to `PATH.tmp-PID` and is renamed over `PATH` only when everything was written,
 /// so a reader never sees half a trace and a failed run leaves nothing behind. `-` writes to
-/// standard output directly. Each VM's `# vm` line is written just before its first event (or
+/// standard output directly, and so is an existing `PATH` that is not a regular file (a FIFO,
+/// `/dev/null`, `/dev/full`, a terminal) written in place: renaming over it would replace the
+/// device node or the FIFO with a regular file. Each VM's `# vm` line is written just before its first event (or
 /// at the end, for VMs that had none), with whatever its registry entry declares.
 public struct NativeTraceWriter: ~Copyable {
     let path: String
@@ -33,6 +35,16 @@ public struct NativeTraceWriter: ~Copyable {
     public static func write(to path: String, _ body: (inout NativeTraceWriter) throws(TraceError) -> Void) throws(TraceError) {
         if path == "-" {
             var w = NativeTraceWriter(path: path, fd: 1)
+            try body(&w)
+            try w.flush()
+            return
+        }
+        var st = stat()
+        if stat(path, &st) == 0, st.st_mode & S_IFMT != S_IFREG, st.st_mode & S_IFMT != S_IFDIR {
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw TraceError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            var w = NativeTraceWriter(path: path, fd: fd)
             try body(&w)
             try w.flush()
             return

@@ -9,6 +9,9 @@ public struct TraceError: Error, CustomStringConvertible, Sendable, Equatable {
         case usage
         /// A read or write failed: exit 1.
         case io
+        /// What the command needs from the system is not there or not accessible (no tracefs,
+        /// no KVM events, not root: `nestcache record`): exit 69.
+        case unavailable
     }
 
     public var kind: Kind
@@ -36,6 +39,7 @@ public struct TraceError: Error, CustomStringConvertible, Sendable, Equatable {
         case .inputMissing: 66
         case .usage: 64
         case .io: 1
+        case .unavailable: 69
         }
     }
 }

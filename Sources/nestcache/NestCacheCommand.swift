@@ -14,7 +14,7 @@ struct NestCacheCommand: ParsableCommand {
         abstract: "Replay, simulate and compare KVM nested-context caching policies.",
         subcommands: [
             Replay.self, Compare.self, Simulate.self, Convert.self, SweepCommand.self, BoundsCommand.self, ReportCommand.self,
-            Show.self, Ping.self, Reset.self, Pause.self, Resume.self, Reload.self,
+            Record.self, Show.self, Ping.self, Reset.self, Pause.self, Resume.self, Reload.self,
         ])
 }
 

@@ -80,6 +80,24 @@ import Testing
         #expect(Self.figures(r) == Self.figureList())
     }
 
+    /// `vmIDOfTGID` (`nestcache record`'s QEMU names), asked once per tgid: a name already taken
+    /// by another VM, or not a valid id, leaves the tgid in decimal; lines without a tgid keep `vm`.
+    @Test func vmIDOfTGIDNamesVMsWithoutMergingThem() throws {
+        final class Asked: @unchecked Sendable { var tgids: [Int32] = [] }
+        let asked = Asked()
+        let lines = try LineReader(path: Self.fixture("raw_tgid.txt"))
+        let r = try FtraceReader(lines: lines, vm: "fallback", vmIDOfTGID: { tgid in
+            asked.tgids.append(tgid)
+            return "web0"  // both processes claim the same name
+        })
+        #expect(try Self.readAll(r).count == 5)
+        #expect(r.registry.infos.map(\.id) == ["web0", "51000", "fallback"])
+        #expect(asked.tgids == [48200, 51000])
+        let bad = try FtraceReader(lines: LineReader(path: Self.fixture("raw_tgid.txt")), vm: "fallback", vmIDOfTGID: { _ in "not valid" })
+        _ = try Self.readAll(bad)
+        #expect(bad.registry.infos.map(\.id) == ["48200", "51000", "fallback"])
+    }
+
     /// Raw trace with irq-info off (no flags column) and seconds narrower than 5 digits.
     @Test func rawTraceWithoutFlags() throws {
         let r = try FtraceReader(path: Self.fixture("raw_noflags.txt"), vm: "noflags")

@@ -54,6 +54,23 @@ import Glibc
         #expect(live.lineNumber == 7 && live.bytesRead == UInt64(Self.text.utf8.count))
     }
 
+    /// `endsAtEOF` (`nestcache record`): a FIFO without a writer yet is not the end; once its
+    /// writer closed, the partial last line comes out, then the end, for good.
+    @Test func endsAtEOFEndsWhenTheFIFOsWriterCloses() throws {
+        let path = try temporaryFile("") + ".fifo"
+        #expect(mkfifo(path, 0o600) == 0)
+        let lines = try LineReader(path: path, follow: true, endsAtEOF: true)
+        #expect(try lines.nextLine() == nil && !lines.isAtEnd)
+        let w = open(path, O_WRONLY | O_NONBLOCK)
+        #expect(w >= 0)
+        _ = "a\nb".withCString { write(w, $0, 3) }
+        #expect(try lines.nextLine().map { Array($0) } == Array("a".utf8))
+        #expect(try lines.nextLine() == nil && !lines.isAtEnd)  // "b" waits for its newline
+        close(w)
+        #expect(try lines.nextLine().map { Array($0) } == Array("b".utf8))
+        #expect(try lines.nextLine() == nil && lines.isAtEnd && lines.opens == 1)
+    }
+
     @Test func fifoIsOpenedAgainAfterItsWritersCloseAndKeepsThePartialLine() throws {
         let whole = try readAll(NativeTraceReader(path: temporaryFile(Self.text)))
         let path = try temporaryFile("") + ".fifo"
