@@ -131,7 +131,18 @@ def main():
     end_rss, end_fds = usage(d.pid) if alive else (0, 0)
     info = json.loads(request(sock, "show info json")) if alive else {}
     d.send_signal(signal.SIGTERM)
-    code = d.wait(30)
+    t0 = time.monotonic()
+    try:
+        code = d.wait(60)
+    except subprocess.TimeoutExpired:
+        # Where it is stuck, for the report; then it is killed.
+        bt = subprocess.run(["gdb", "-p", str(d.pid), "-batch", "-ex", "thread apply all bt 12"], capture_output=True, text=True)
+        with open(os.path.join(work, "stuck-threads.txt"), "w") as f:
+            f.write(bt.stdout + bt.stderr)
+        print(f"soak: no exit 60 s after SIGTERM; threads in {work}/stuck-threads.txt")
+        d.kill()
+        code = d.wait(10)
+    print(f"soak: exited {time.monotonic() - t0:.1f} s after SIGTERM")
     print(f"soak: at the end: RSS {end_rss} MiB, {end_fds} fds; {served[0]} requests answered; "
           f"{storms} storms ({reloads} SIGHUPs, {info.get('reloads')} reloads applied); exit {code}")
     print(f"soak: RSS by minute (MiB): {' '.join(map(str, samples))}")
