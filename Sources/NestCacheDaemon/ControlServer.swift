@@ -40,8 +40,7 @@ final class ControlServer: Sendable, CustomStringConvertible {
         } else {
             let path = daemon.socketPath
             try prepareSocketPath(path)
-            ch = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-            try finishBinding(path)
+            ch = try bind(path)
             watchSocketFile()
         }
         channel.withLock { $0 = ch }
@@ -63,10 +62,38 @@ final class ControlServer: Sendable, CustomStringConvertible {
             }
     }
 
-    /// Sets the socket's mode and remembers which file it is.
-    func finishBinding(_ path: String) throws {
-        guard chmod(path, mode_t(daemon.config.daemon.socketMode)) == 0 else {
-            throw ServerError("chmod \(path): \(String(cString: strerror(errno)))")
+    /// Binds `path` with the configured mode already set when a client can first reach it: bound
+    /// under a temporary name beside it, chmod-ed, then renamed into place (a chmod after the
+    /// bind left a window in which the socket was reachable with the umask's mode). Blocks until
+    /// bound: called at start and from the socket-file check, never on the event loop.
+    func bind(_ path: String) throws -> any Channel {
+        let temporary = "\(path).\(getpid())~"
+        guard temporary.utf8.count <= UnixSocketAddress.maxPathLength else {
+            // No room in sun_path for a temporary name: bind in place, chmod at once.
+            let ch = try makeBootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+            try finishBinding(path, from: nil)
+            return ch
+        }
+        let ch = try makeBootstrap().bind(unixDomainSocketPath: temporary, cleanupExistingSocketFile: true).wait()
+        do {
+            try finishBinding(path, from: temporary)
+        } catch {
+            unlink(temporary)
+            ch.close(promise: nil)
+            throw error
+        }
+        return ch
+    }
+
+    /// Sets the socket's mode, moves it to `path` (from `temporary`), and remembers which file
+    /// it is.
+    func finishBinding(_ path: String, from temporary: String?) throws {
+        let bound = temporary ?? path
+        guard chmod(bound, mode_t(daemon.config.daemon.socketMode)) == 0 else {
+            throw ServerError("chmod \(bound): \(String(cString: strerror(errno)))")
+        }
+        if let temporary, rename(temporary, path) != 0 {
+            throw ServerError("rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
         }
         var st = stat()
         guard lstat(path, &st) == 0 else { throw ServerError("stat \(path): \(String(cString: strerror(errno)))") }
@@ -116,12 +143,12 @@ final class ControlServer: Sendable, CustomStringConvertible {
             problem = "is served by another process now; leaving it alone"
         } else {
             do {
-                // The orphaned listener first: NIO removes the socket file at its path when it
-                // closes (cleanupOnClose), which would take the new file with it.
+                // The orphaned listener first: NIO removes the socket file at the path it bound
+                // when it closes (cleanupOnClose); with the rename that name is gone, but close
+                // it before binding anyway, in case it was bound in place.
                 try channel.withLock { $0 }?.close().wait()
-                let ch = try makeBootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).wait()
+                let ch = try bind(path)
                 channel.withLock { $0 = ch }
-                try finishBinding(path)
                 socketFileProblem.withLock { $0 = nil }
                 daemon.logger.warning("control socket \(path) was \(exists ? "replaced by a dead socket" : "removed"): bound it again; open connections go on",
                                       metadata: ["nestcache.event": "startup"])

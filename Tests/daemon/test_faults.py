@@ -147,9 +147,21 @@ def test_looping_replay_trace_changed_while_read(daemon_factory, tmp_path, chang
             new.write_text("\n".join(lines) + "\n")
         os.rename(new, trace)
     # Several loops later: still serving, the other VM untouched and counting, identities hold.
+    # (Waited for, not slept: a sanitizer build loops several times slower.)
     before = d.stats(other)["vms"][other]["events"]
-    time.sleep(1)
+    if change == "replaced-bigger-vm":
+        wait_for(lambda: d.stats()["vms"]["sa"]["state"] == "failed", 20, what="the changed declaration to fail the replay")
+    elif change == "replaced-reordered":
+        def sa_settled():  # the new file has only sb: sa stops growing once the loop reads it
+            e = d.stats()["vms"]["sa"]["events"]
+            time.sleep(0.5)
+            return d.stats()["vms"]["sa"]["events"] == e
+        wait_for(sa_settled, 20, what="sa to stop growing")
+    else:
+        time.sleep(1)
     mid = d.stats()
+    wait_for(lambda: d.stats()["vms"]["sb"]["events"] > mid["vms"]["sb"]["events"] or change not in ("replaced-reordered",), 20,
+             what="sb to grow from the new file")
     time.sleep(1)
     assert d.alive(), d.stderr()
     s = d.stats()
