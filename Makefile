@@ -36,7 +36,7 @@ endif
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
-.PHONY: setup build debug run test swift-test oracle-test bench sample clean distclean fuzz sanitize soak \
+.PHONY: setup build debug run test swift-test oracle-test bench bench-shapes sample clean distclean fuzz sanitize soak \
 	install uninstall check-units check-man system-test build-release build-debug
 
 setup:
@@ -144,6 +144,10 @@ build-debug:
 ## benchmarks (scripts/bench.sh)
 bench:
 	bash scripts/bench.sh
+
+## only `nestcache replay` vs the C baseline (bench/baseline.c) and libCacheSim, by trace shape
+bench-shapes:
+	bash scripts/bench.sh shapes
 
 ## regenerate samples/web0.trace (deterministic; Tests/oracle checks it is up to date)
 sample:
