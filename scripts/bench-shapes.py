@@ -153,7 +153,10 @@ def main():
             print(f"| {shape} | {mb:.1f} | {events} | {c.name} | {w:.3f} | {u:.3f} | {events / w / 1e6:.1f} "
                   f"| {mb / w:.0f} | {cw / w:.2f}x, {cc / u:.2f}x |")
 
-    if "switch-heavy" in paths:
+    has_lcs = subprocess.run([args.python, "-c", "import libcachesim"], capture_output=True).returncode == 0
+    if "switch-heavy" in paths and not has_lcs:
+        print(f"libCacheSim: not importable by {args.python} (make setup installs it in .venv): skipped")
+    if "switch-heavy" in paths and has_lcs:
         ogb = os.path.join(args.dir, "switch-heavy.oracleGeneral.bin")
         to_oracle_general(paths["switch-heavy"], ogb)
         inner, outer = [], []

@@ -3,12 +3,13 @@
 #   scripts/bench.sh          everything below
 #   scripts/bench.sh shapes   only `nestcache replay` vs the C baseline (bench/baseline.c) and
 #                             libCacheSim by trace shape (scripts/bench-shapes.py); BEFORE=BIN
-#                             measures another nestcache alongside, RUNS=N rounds (default 7)
+#                             measures another nestcache alongside, RUNS=N rounds (default 7),
+#                             PYTHON=a Python with libcachesim (default .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
 bin=.build/release
-python=.venv/bin/python
+python=${PYTHON:-.venv/bin/python}
 [[ -x $python ]] || python=python3
 
 # The C baseline is built here, outside `swift build` and never installed.
