@@ -36,7 +36,7 @@ endif
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
-.PHONY: setup build debug run test swift-test oracle-test bench sample report clean distclean fuzz sanitize soak \
+.PHONY: setup build debug run test swift-test oracle-test bench bench-shapes sample report clean distclean fuzz sanitize soak \
 	install uninstall check-units check-man system-test build-release build-debug
 
 setup:
@@ -150,6 +150,10 @@ bench:
 report:
 	$(SWIFT) build -c release --product nestcache
 	python3 scripts/make-report.py --bin .build/release/nestcache --out docs/REPORT.md
+
+## only `nestcache replay` vs the C baseline (bench/baseline.c) and libCacheSim, by trace shape
+bench-shapes:
+	bash scripts/bench.sh shapes
 
 ## regenerate samples/web0.trace (deterministic; Tests/oracle checks it is up to date)
 sample:

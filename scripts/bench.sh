@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
 # The numbers of BENCHMARKS.md: `make bench`. Release build; nothing here is asserted.
+#   scripts/bench.sh          everything below
+#   scripts/bench.sh shapes   only `nestcache replay` vs the C baseline (bench/baseline.c) and
+#                             libCacheSim by trace shape (scripts/bench-shapes.py); BEFORE=BIN
+#                             measures another nestcache alongside, RUNS=N rounds (default 7),
+#                             PYTHON=a Python with libcachesim (default .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build -c release --product nestcache-bench >/dev/null
-swift build -c release --product nestcache >/dev/null
+export PATH="$PATH:/opt/swift/usr/bin"
 bin=.build/release
+python=${PYTHON:-.venv/bin/python}
+[[ -x $python ]] || python=python3
+
+# The C baseline is built here, outside `swift build` and never installed.
+shapes() {
+  mkdir -p .build-bench
+  ${CC:-cc} -O2 -Wall -Wextra -o .build-bench/baseline bench/baseline.c
+  local dir=${SHAPES_DIR:-/tmp/nestcache-bench-shapes}
+  python3 scripts/make-bench-traces.py --dir "$dir" --nestcache "$bin/nestcache"
+  "$python" scripts/bench-shapes.py --bin "$bin/nestcache" --baseline .build-bench/baseline \
+    --dir "$dir" --runs "${RUNS:-7}" --python "$python" ${BEFORE:+--before "$BEFORE"}
+}
+
+swift build -c release --product nestcache >/dev/null
+if [[ ${1:-} == shapes ]]; then
+  shapes
+  exit
+fi
+swift build -c release --product nestcache-bench >/dev/null
 echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(date -u +%F)"
 "$bin/nestcache-bench" engine
 echo
@@ -31,6 +54,8 @@ if command -v valgrind >/dev/null; then
 else
   echo "valgrind not installed: skipping the allocation count"
 fi
+echo
+shapes
 echo
 swift build -c release --product nestcached >/dev/null
 "$bin/nestcache-bench" daemon

@@ -21,11 +21,12 @@ public protocol ContextPolicy: Sendable {
     /// vCPU's active context (DESIGN §2).
     static var keepsMappings: Bool { get }
 
-    /// Asked on every switch of `vcpu` to `gpa` (DESIGN §2). Sets `vm.vcpus[vcpu].active` unless
-    /// the outcome is `.uncached`.
+    /// Asked on every switch of `vcpu` to `gpa` (DESIGN §2). Sets `active`, the vCPU's active
+    /// context, unless the outcome is `.uncached`. (The engine holds the vCPU's record outside
+    /// `vm.vcpus` during the event and stores it back once: `vm.vcpus[vcpu]` is stale here.)
     /// - Complexity: O(1) expected for the table, O(K) for a per-vCPU list; no allocation once
     ///   the policy's structures are full.
-    mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, in vm: inout VMState) -> SwitchOutcome
+    mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, active: inout Int32, in vm: inout VMState) -> SwitchOutcome
 
     /// Asked on every `clear` of `gpa` executed on `vcpu`, after the engine dropped the vCPU's
     /// current control block.

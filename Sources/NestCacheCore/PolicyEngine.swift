@@ -63,10 +63,14 @@ public struct Engine<Policy: ContextPolicy>: PolicyEngine {
         }
     }
 
+    /// - Complexity: O(events) expected; the VM array is made unique once for the batch rather
+    ///   than checked at every event.
     public mutating func apply(_ events: UnsafeBufferPointer<Event>, registry: VMRegistry) {
         if vms.count < registry.count { sync(with: registry) }
-        for e in events {
-            vms[Int(e.vm)].apply(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
+        vms.withUnsafeMutableBufferPointer { vms in
+            for e in events {
+                vms[Int(e.vm)].apply(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
+            }
         }
     }
 
@@ -81,3 +85,37 @@ public struct Engine<Policy: ContextPolicy>: PolicyEngine {
     public mutating func resetCounters(vm: Int32) { vms[Int(vm)].resetCounters() }
     public func checkInvariants() { for vm in vms { vm.checkInvariants() } }
 }
+
+// MARK: - Concrete engines
+
+/// What `PolicySpec.makeEngine` hands out: one non-generic type per policy type.
+///
+/// `Engine<Policy>`'s own conformance to `PolicyEngine` is generic, so a call through
+/// `any PolicyEngine` would run the unspecialized engine: every policy call through a witness
+/// table, every `VMEngine<Policy>`'s size and layout read from metadata (perf showed it: the
+/// `keepsMappings` witness alone took 2% of a replay). A conformance of a concrete type is
+/// compiled with the policy known, so these forwarders get the specialized, inlined loop.
+protocol ConcreteEngine: PolicyEngine {
+    associatedtype Policy: ContextPolicy
+    var engine: Engine<Policy> { get set }
+}
+
+extension ConcreteEngine {
+    public var spec: PolicySpec { engine.spec }
+    public var vmCount: Int { engine.vmCount }
+    public mutating func apply(_ events: UnsafeBufferPointer<Event>, registry: VMRegistry) { engine.apply(events, registry: registry) }
+    public mutating func apply(_ event: Event, registry: VMRegistry) { engine.apply(event, registry: registry) }
+    public mutating func sync(with registry: VMRegistry) { engine.sync(with: registry) }
+    public func snapshot(vm: Int32) -> StatsSnapshot { engine.snapshot(vm: vm) }
+    public func vcpuCounters(vm: Int32) -> [Counters] { engine.vcpuCounters(vm: vm) }
+    public func l1VCPUs(vm: Int32) -> Int { engine.l1VCPUs(vm: vm) }
+    public mutating func resetCounters(vm: Int32) { engine.resetCounters(vm: vm) }
+    public func checkInvariants() { engine.checkInvariants() }
+}
+
+/// `per-vm-table:R`.
+struct PerVMTableEngine: ConcreteEngine { var engine: Engine<PerVMTable> }
+/// `per-vcpu-lru:K` and `single`.
+struct PerVCPULRUEngine: ConcreteEngine { var engine: Engine<PerVCPULRU> }
+/// `map-per-entry`.
+struct MapPerEntryEngine: ConcreteEngine { var engine: Engine<MapPerEntry> }

@@ -74,17 +74,18 @@ public enum PolicySpec: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// An engine for this policy over a whole stream. The policy's concrete type is chosen here,
-    /// once, so the per-event loop is specialized for it.
+    /// once, and wrapped in a non-generic engine type (`ConcreteEngine`), so the per-event loop
+    /// behind `any PolicyEngine` is specialized for it.
     public func makeEngine(defaultPagesPerContext: Int = 4) -> any PolicyEngine {
         switch self {
         case .perVMTable(let r):
-            Engine(spec: self, prototype: PerVMTable(contextsPerVCPU: r), defaultPagesPerContext: defaultPagesPerContext)
+            PerVMTableEngine(engine: Engine(spec: self, prototype: PerVMTable(contextsPerVCPU: r), defaultPagesPerContext: defaultPagesPerContext))
         case .perVCPULRU(let k):
-            Engine(spec: self, prototype: PerVCPULRU(k: k), defaultPagesPerContext: defaultPagesPerContext)
+            PerVCPULRUEngine(engine: Engine(spec: self, prototype: PerVCPULRU(k: k), defaultPagesPerContext: defaultPagesPerContext))
         case .single:
-            Engine(spec: self, prototype: PerVCPULRU(k: 0), defaultPagesPerContext: defaultPagesPerContext)
+            PerVCPULRUEngine(engine: Engine(spec: self, prototype: PerVCPULRU(k: 0), defaultPagesPerContext: defaultPagesPerContext))
         case .mapPerEntry:
-            Engine(spec: self, prototype: MapPerEntry(), defaultPagesPerContext: defaultPagesPerContext)
+            MapPerEntryEngine(engine: Engine(spec: self, prototype: MapPerEntry(), defaultPagesPerContext: defaultPagesPerContext))
         }
     }
 }

@@ -147,6 +147,21 @@ public final class LineReader {
         }
     }
 
+    /// The fast path of a reader: calls `body` with the bytes buffered after the last line
+    /// returned (whole lines, maybe a partial last one: `body` must not take a line without its
+    /// `\n`). `body` returns how many bytes of whole lines it took and how many lines they were;
+    /// `nextLine` goes on after them. Reads nothing: an empty view means "call `nextLine`".
+    /// - Complexity: O(1) besides `body`.
+    @inline(__always)
+    public func withBufferedLines<R>(_ body: (UnsafeBufferPointer<UInt8>) throws(TraceError) -> (bytes: Int, lines: Int, result: R)) throws(TraceError) -> R {
+        let view = UnsafeBufferPointer(
+            start: buffer.baseAddress.map { $0.advanced(by: start).assumingMemoryBound(to: UInt8.self) }, count: end - start)
+        let taken = try body(view)
+        start += taken.bytes
+        lineNumber += taken.lines
+        return taken.result
+    }
+
     /// Moves the partial line to the front and reads more after it. Returns false in follow mode
     /// when nothing could be read now.
     private func refill() throws(TraceError) -> Bool {

@@ -8,7 +8,7 @@ public struct MapPerEntry: ContextPolicy {
 
     public init() {}
 
-    public mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, in vm: inout VMState) -> SwitchOutcome {
+    public mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, active: inout Int32, in vm: inout VMState) -> SwitchOutcome {
         .uncached
     }
 

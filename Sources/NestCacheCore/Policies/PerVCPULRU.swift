@@ -26,7 +26,7 @@ public struct PerVCPULRU: ContextPolicy {
     }
 
     /// - Complexity: O(K): a linear scan and shift of one vCPU's row, as KVM's `prev_roots` loop.
-    public mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, in vm: inout VMState) -> SwitchOutcome {
+    public mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, active: inout Int32, in vm: inout VMState) -> SwitchOutcome {
         if vcpu >= count.count { growRows(to: vcpu) }
         let base = vcpu &* ways
         let n = Int(count[vcpu])
@@ -56,7 +56,7 @@ public struct PerVCPULRU: ContextPolicy {
         }
         gpas[base] = gpa
         ids[base] = c
-        vm.vcpus[vcpu].active = c
+        active = c
         return outcome
     }
 

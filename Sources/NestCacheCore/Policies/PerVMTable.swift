@@ -43,20 +43,20 @@ public struct PerVMTable: ContextPolicy {
     @inline(__always)
     public func capacity(_ vm: VMState) -> Int { contextsPerVCPU &* vm.l1VCPUs }
 
-    public mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, in vm: inout VMState) -> SwitchOutcome {
+    public mutating func switchTo(_ gpa: GPA, on vcpu: VCPU, active: inout Int32, in vm: inout VMState) -> SwitchOutcome {
         let v = Int32(truncatingIfNeeded: vcpu)
         if let c = table.value(for: gpa) {
             let o = owner[Int(c)]
             if o < 0 { unlinkFree(c) }
             owner[Int(c)] = v
-            vm.vcpus[vcpu].active = c
+            active = c
             return .hit(stole: o >= 0 && o != v)
         }
         if table.count < capacity(vm) {
             let c = vm.newContext()
             grow(to: c)
             file(c, under: gpa, attachedTo: v)
-            vm.vcpus[vcpu].active = c
+            active = c
             return .alloc
         }
         let c = freeHead
@@ -64,7 +64,7 @@ public struct PerVMTable: ContextPolicy {
         unlinkFree(c)
         table.removeValue(for: key[Int(c)])
         file(c, under: gpa, attachedTo: v)
-        vm.vcpus[vcpu].active = c
+        active = c
         return .recycle
     }
 
