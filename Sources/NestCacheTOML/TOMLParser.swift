@@ -208,13 +208,7 @@ private struct Scanner {
             } else if c == UInt8(ascii: "[") {
                 (current, section) = try header(root)
             } else {
-                let keyLine = line
-                let key = try key()
-                skipSpaces()
-                guard peek() == UInt8(ascii: "=") else { throw fail("expected '=' after the key \(describe(key)), found \(found())") }
-                i += 1
-                skipSpaces()
-                let value = try value(depth: key.count, keyLine: keyLine)
+                let (key, value, keyLine) = try keyValue(depth: 0)
                 try insert(value, at: key, into: current, section: section, line: keyLine)
                 try endOfLine(after: "the value of \(describe(key))")
             }
@@ -347,6 +341,17 @@ private struct Scanner {
         }
     }
 
+    /// `key = value`: the (dotted) key, its value and the key's line. `depth`: the nesting so far.
+    mutating func keyValue(depth: Int) throws(TOMLError) -> ([String], TOMLValue, Int) {
+        let keyLine = line
+        let key = try key()
+        skipSpaces()
+        guard peek() == UInt8(ascii: "=") else { throw fail("expected '=' after the key \(describe(key)), found \(found())") }
+        i += 1
+        skipSpaces()
+        return (key, try value(depth: depth + key.count, keyLine: keyLine), keyLine)
+    }
+
     // MARK: Values
 
     mutating func value(depth: Int, keyLine: Int) throws(TOMLError) -> TOMLValue {
@@ -394,13 +399,7 @@ private struct Scanner {
         if peek() == UInt8(ascii: "}") { i += 1; return table.frozen() }
         while true {
             skipSpaces()
-            let keyLine = line
-            let key = try key()
-            skipSpaces()
-            guard peek() == UInt8(ascii: "=") else { throw fail("expected '=' after the key \(describe(key)), found \(found())") }
-            i += 1
-            skipSpaces()
-            let v = try value(depth: depth + key.count, keyLine: keyLine)
+            let (key, v, keyLine) = try keyValue(depth: depth)
             try insert(v, at: key, into: table, section: [], line: keyLine)
             skipSpaces()
             switch peek() {

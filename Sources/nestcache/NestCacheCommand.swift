@@ -225,13 +225,7 @@ struct Compare: ParsableCommand {
     var output: CompareReport.Format = .table
 
     func validate() throws {
-        if try workload.workload() != nil {
-            try trace.validateNoTraceOptions()
-        } else {
-            guard !trace.files.isEmpty else {
-                throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
-            }
-        }
+        _ = try sweepInput(workload, trace)  // one workload or the files, and no option of the other
     }
 
     func run() throws {
@@ -447,13 +441,7 @@ struct BoundsCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        if try workload.workload() != nil {
-            try trace.validateNoTraceOptions()
-        } else {
-            guard !trace.files.isEmpty else {
-                throw ValidationError("give trace files ('-' for standard input), --simulate SPEC or --preset NAME")
-            }
-        }
+        _ = try sweepInput(workload, trace)  // one workload or the files, and no option of the other
         _ = try makeBounds()
     }
 
