@@ -4,6 +4,8 @@ public enum ControlCommand: Equatable, Sendable {
     case showInfo
     case showStats(vm: String?)
     case showVCPUs(vm: String)
+    /// DESIGN §8/§11: the optimal bounds of the VM's recent switch sequence.
+    case showBounds(vm: String)
     case showMetrics
     case showConfig
     // Admin commands: peer uid 0 or the daemon's own.
@@ -41,6 +43,7 @@ public struct ControlRequest: Equatable, Sendable {
         case .showInfo: ["show", "info"]
         case .showStats(let vm): ["show", "stats", vm]
         case .showVCPUs(let vm): ["show", "vcpus", vm]
+        case .showBounds(let vm): ["show", "bounds", vm]
         case .showMetrics: ["show", "metrics"]
         case .showConfig: ["show", "config"]
         case .resetCounters(let vm): ["reset", "counters", vm]
@@ -126,7 +129,7 @@ extension ControlRequest {
             command = .resetCounters(vm: args.count == 2 ? args[1] : nil)
         case "show":
             guard let what = args.first else {
-                throw ControlError(.badArgument, "usage: show info|stats [VM]|vcpus VM|metrics|config")
+                throw ControlError(.badArgument, "usage: show info|stats [VM]|vcpus VM|bounds VM|metrics|config")
             }
             let rest = Array(args.dropFirst())
             switch what {
@@ -139,6 +142,9 @@ extension ControlRequest {
             case "vcpus":
                 guard rest.count == 1 else { throw ControlError(.badArgument, "usage: show vcpus VM [json]") }
                 command = .showVCPUs(vm: rest[0])
+            case "bounds":
+                guard rest.count == 1 else { throw ControlError(.badArgument, "usage: show bounds VM [json]") }
+                command = .showBounds(vm: rest[0])
             case "metrics":
                 guard rest.isEmpty, !json else { throw ControlError(.badArgument, "usage: show metrics (Prometheus text only)") }
                 command = .showMetrics
@@ -146,7 +152,7 @@ extension ControlRequest {
                 guard rest.isEmpty, !json else { throw ControlError(.badArgument, "usage: show config") }
                 command = .showConfig
             default:
-                throw ControlError(.badArgument, "unknown 'show \(what.prefix(64))'; expected info, stats, vcpus, metrics or config")
+                throw ControlError(.badArgument, "unknown 'show \(what.prefix(64))'; expected info, stats, vcpus, bounds, metrics or config")
             }
         default:
             throw ControlError(.unknownCommand, "unknown command '\(first.prefix(64))'; try 'help'")

@@ -36,6 +36,8 @@ public enum ControlAnswers {
           show info             daemon, configuration and socket
           show stats [VM]       counters and gauges of every policy, per VM and in total
           show vcpus VM         the primary policy's counters per L1 vCPU
+          show bounds VM        optimal bounds (LRU and OPT hits by K, OPT by R) of the
+                                VM's recent switches (the last 1 Mi by default)
           show metrics          Prometheus text format 0.0.4
           show config           the configuration in force
           quit                  close this connection
@@ -44,6 +46,38 @@ public enum ControlAnswers {
           pause VM | resume VM  stop or restart feeding the VM's workload
           reload                re-read the configuration (as SIGHUP)
         """
+
+    // MARK: - show bounds
+
+    /// DESIGN §8/§11: `{"vm": ID, "switches", "l1_vcpus", "lru_hits", "opt_vcpu_hits",
+    /// "opt_vm_hits"` (`nestcache bounds --json`'s per-VM members, default kmax and ratios)`,
+    /// "window", "window_start", "stream_switches", "truncated"}`: the window's capacity, the
+    /// index in the VM's switch sequence of the first switch considered, the switches of the
+    /// whole stream, and whether older ones were left out. The text form is `nestcache bounds`'s
+    /// tables (without the blank line between them) after a line on the window.
+    public static func bounds(id: String, declaredL1VCPUs: Int?, window: SwitchWindow, json: Bool) -> String {
+        let result: BoundsResult
+        do throws(TraceError) {
+            result = try window.bounds(id: id, declaredL1VCPUs: declaredL1VCPUs)
+        } catch {
+            return Self.error(ControlError(.badArgument, "bounds of VM '\(id)' failed: \(error)"), json: json)
+        }
+        guard let vm = result.vms.first else {
+            return Self.error(ControlError(.noSuchVM, "no bounds for VM '\(id)'"), json: json)
+        }
+        let start = window.switchesSeen - UInt64(window.count)
+        if json {
+            return Self.json(.object([("vm", .string(id))] + result.members(vm) + [
+                ("window", .int(Int64(window.capacity))), ("window_start", .uint(start)),
+                ("stream_switches", .uint(window.switchesSeen)), ("truncated", .bool(window.isTruncated)),
+            ]))
+        }
+        let head = window.isTruncated
+            ? "window: the last \(window.count) of \(window.switchesSeen) switches (from switch \(start); window \(window.capacity))"
+            : "window: all \(window.switchesSeen) switches of the stream so far (window \(window.capacity))"
+        // An answer ends at its first empty line: the tables go without the one between them.
+        return text(([head] + result.text.split(separator: "\n").map(String.init)).joined(separator: "\n"))
+    }
 
     // MARK: - show config
 

@@ -275,7 +275,7 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
     func answerPending(_ context: ChannelHandlerContext) {
         // `send` can re-enter through channelInactive (a write to a peer that left), which empties
         // `pending`: index, never hold on to a count across it.
-        while pendingHead < pending.count, !isClosing, context.channel.isWritable {
+        while pendingHead < pending.count, !isClosing, !isComputing, context.channel.isWritable {
             let item = pending[pendingHead]
             pendingHead += 1
             switch item {
@@ -287,6 +287,8 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
                 case .metrics(let buffer):
                     context.write(wrapOutboundOut(buffer), promise: nil)
                     send(context, "\n", close: false)
+                case .deferred(let work):
+                    compute(context, work)
                 }
             }
         }
@@ -304,8 +306,31 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        let wantsMore = pendingHead == pending.count && context.channel.isWritable && !isClosing
+        let wantsMore = pendingHead == pending.count && context.channel.isWritable && !isClosing && !isComputing
         context.channel.setOption(.autoRead, value: wantsMore).whenFailure { _ in }
+    }
+
+    /// True while a deferred answer is computed: the requests after it wait, so answers keep
+    /// their order, and nothing more is read meanwhile.
+    var isComputing = false
+    /// Where deferred answers (`show bounds`) are computed: one at a time for the whole daemon,
+    /// at utility priority, never on an event loop.
+    static let computeQueue = DispatchQueue(label: "nestcache.control.compute", qos: .utility)
+
+    /// Runs `work` on `computeQueue` and sends its answer from the loop, then goes on with the
+    /// requests queued behind it. An answer for a peer that left meanwhile is dropped.
+    func compute(_ context: ChannelHandlerContext, _ work: @escaping @Sendable () -> String) {
+        isComputing = true
+        let promise = context.eventLoop.makePromise(of: String.self)
+        Self.computeQueue.async { promise.succeed(work()) }
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        promise.futureResult.whenSuccess { text in
+            let (handler, context) = bound.value
+            handler.isComputing = false
+            guard !handler.isClosing else { return }
+            handler.send(context, text, close: false)
+            handler.answerPending(context)
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -13,6 +13,9 @@ extension Daemon {
     enum Answer {
         case text(String, close: Bool)
         case metrics(ByteBuffer)
+        /// An answer that takes a while to compute (`show bounds`): the socket runs it off the
+        /// event loop and sends its result, still in request order.
+        case deferred(@Sendable () -> String)
     }
 
     /// Parses one request line from a peer with uid `peerUID` and answers it; `close` after a `quit`.
@@ -25,6 +28,7 @@ extension Daemon {
         }
         if request.command == .showMetrics { return .metrics(metricsBuffer()) }
         do throws(ControlError) {
+            if case .showBounds(let vm) = request.command { return .deferred(try boundsAnswer(vm, json: request.json)) }
             let (text, close) = try respond(to: request, peerUID: peerUID)
             return .text(text, close: close)
         } catch {
@@ -37,6 +41,7 @@ extension Daemon {
         switch answer(toLine: bytes, peerUID: peerUID) {
         case .text(let text, let close): (text, close)
         case .metrics(let buffer): (ControlAnswers.text(String(buffer: buffer)), false)
+        case .deferred(let work): (work(), false)
         }
     }
 
@@ -70,6 +75,8 @@ extension Daemon {
         case .showVCPUs(let vm):
             let s = try runtime(vm).snapshot(vcpus: true)
             return (A.either(json, A.vcpusJSON(s, cost: config.defaults.cost), A.vcpusText(s)), false)
+        case .showBounds(let vm):
+            return (try boundsAnswer(vm, json: json)(), false)  // answer(toLine:) computes it off the loop
         case .showMetrics:
             return (A.text(String(buffer: metricsBuffer())), false)  // answer(toLine:) sends the buffer itself
         case .showConfig:
@@ -98,6 +105,16 @@ extension Daemon {
             case .failure(let e): throw ControlError(.badArgument, "reload failed, old configuration kept: \(e)")
             }
         }
+    }
+
+    /// `show bounds VM`: takes a copy of the VM's switch window now (cheap: its chunks are
+    /// shared until the feeder writes one) and returns the work of computing its bounds, which
+    /// takes up to about a second for a full window: the caller runs it where it blocks no one.
+    func boundsAnswer(_ vm: String, json: Bool) throws(ControlError) -> @Sendable () -> String {
+        let rt = try runtime(vm)
+        let window = rt.switchWindow.withLock { $0 }
+        let (id, declared) = (rt.id, rt.info.l1VCPUs)
+        return { ControlAnswers.bounds(id: id, declaredL1VCPUs: declared, window: window, json: json) }
     }
 
     func runtime(_ vm: String) throws(ControlError) -> VMRuntime {

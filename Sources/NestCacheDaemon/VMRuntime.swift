@@ -1,5 +1,8 @@
 import CThreadPriority
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import NestCacheCore
 import NestCacheWorkload
 import Synchronization
@@ -80,6 +83,20 @@ public final class VMRuntime: Sendable {
     let completed = Atomic<UInt64>(0)
     let stateValue = Atomic<UInt8>(0)
     let failure = Locked<String?>(nil)
+    /// The VM's recent switch sequence, for `show bounds VM`: written by the feeder once per
+    /// batch (never by the vCPU queues), copied by a request (the copy shares its chunks until
+    /// the feeder next writes one).
+    let switchWindow = Locked(SwitchWindow(capacity: VMRuntime.switchWindowCapacity))
+
+    /// Switches kept per VM for `show bounds`: `SwitchWindow.defaultCapacity` (1 Mi, 16 MiB per
+    /// VM at most), or `NESTCACHED_BOUNDS_WINDOW` (an integer from 1 to 2^26; tests set it small
+    /// to see the window at work; docs/DESIGN-NOTES.md). Read once per process.
+    static let switchWindowCapacity: Int = {
+        guard let raw = getenv("NESTCACHED_BOUNDS_WINDOW"), let n = Int(String(cString: raw)), (1...(1 << 26)).contains(n) else {
+            return SwitchWindow.defaultCapacity
+        }
+        return n
+    }()
 
     init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int) {
         self.id = info.id
@@ -133,6 +150,12 @@ public final class VMRuntime: Sendable {
             if waited > e.lockWait.maxNs { e.lockWait.maxNs = waited }
             for i in e.engines.indices { e.engines[i].apply(events, registry: registry) }
         }
+    }
+
+    /// Records a batch's events of this VM, in stream order, in the switch window: one lock
+    /// per batch, on the feeder.
+    func recordSwitches(_ events: [Event]) {
+        switchWindow.withLock { $0.record(events) }
     }
 
     /// The latest snapshot published at a batch boundary: what the control socket reads.

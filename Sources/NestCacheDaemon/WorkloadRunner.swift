@@ -297,8 +297,30 @@ public final class WorkloadRunner: @unchecked Sendable {
         return i
     }
 
+    /// Per source VM index: its events of the batch being recorded (emptied after each batch).
+    private var windowBuckets: [[Event]] = []
+
+    /// Hands each VM its events of the batch, in trace order, for its switch window (`show
+    /// bounds`): here, where the order is known, with one lock per VM per batch; the vCPU queues
+    /// and the engines' lock are not involved.
+    private func recordSwitches(_ range: Range<Int>) {
+        var touched: [Int] = []
+        for i in range {
+            let v = Int(pending[i].vm)
+            guard v >= 0, v < byIndex.count, byIndex[v] != nil else { continue }
+            if v >= windowBuckets.count { windowBuckets.append(contentsOf: repeatElement([], count: v + 1 - windowBuckets.count)) }
+            if windowBuckets[v].isEmpty { touched.append(v) }
+            windowBuckets[v].append(pending[i])
+        }
+        for v in touched {
+            byIndex[v]?.recordSwitches(windowBuckets[v])
+            windowBuckets[v] = []
+        }
+    }
+
     private func dispatch(_ range: Range<Int>) {
         lastTime = pending[range.upperBound - 1].timeNs &+ loopOffset
+        recordSwitches(range)
         if kind.ordering == .strict {
             // Runs of consecutive events of one vCPU, one after another, in trace order.
             var touched: [ObjectIdentifier: VMRuntime] = [:]

@@ -5,15 +5,18 @@ extension BoundsResult {
     /// "opt_vcpu_hits": [K = 0..kmax], "opt_vm_hits": {"R": hits, ...}}}}`, VMs by id, ratios
     /// ascending.
     public var json: JSON {
-        .object([("vms", .object(vms.map { vm in
-            (vm.id, .object([
-                ("switches", .uint(vm.switches)),
-                ("l1_vcpus", .int(Int64(vm.l1VCPUs))),
-                ("lru_hits", .array(vm.lruHits.map(JSON.uint))),
-                ("opt_vcpu_hits", .array(vm.optVCPUHits.map(JSON.uint))),
-                ("opt_vm_hits", .object(zip(ratios, vm.optVMHits).map { (String($0), JSON.uint($1)) })),
-            ]))
-        }))])
+        .object([("vms", .object(vms.map { vm in (vm.id, .object(members(vm))) }))])
+    }
+
+    /// One VM's object of `json` as members (`show bounds VM json` adds its own).
+    public func members(_ vm: VM) -> [(String, JSON)] {
+        [
+            ("switches", .uint(vm.switches)),
+            ("l1_vcpus", .int(Int64(vm.l1VCPUs))),
+            ("lru_hits", .array(vm.lruHits.map(JSON.uint))),
+            ("opt_vcpu_hits", .array(vm.optVCPUHits.map(JSON.uint))),
+            ("opt_vm_hits", .object(zip(ratios, vm.optVMHits).map { (String($0), JSON.uint($1)) })),
+        ]
     }
 
     /// Tables for people, per VM: hits and hit ratios of the per-vCPU LRU and its optimum by K,

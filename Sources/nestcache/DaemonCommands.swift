@@ -30,10 +30,10 @@ struct DaemonOptions: ParsableArguments {
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Ask nestcached: info, stats [VM], vcpus VM, metrics or config.",
-        discussion: "Examples: nestcache show stats --json | jq .vms.web0.hits; nestcache show vcpus web0")
+        abstract: "Ask nestcached: info, stats [VM], vcpus VM, bounds VM, metrics or config.",
+        discussion: "Examples: nestcache show stats --json | jq .vms.web0.hits; nestcache show vcpus web0; nestcache show bounds web0 --json")
 
-    @Argument(help: "info, stats, vcpus, metrics or config, then a VM where it takes one.")
+    @Argument(help: "info, stats, vcpus, bounds, metrics or config, then a VM where it takes one.")
     var what: [String]
 
     @OptionGroup var daemon: DaemonOptions

@@ -10,7 +10,9 @@ import Testing
             ("show info", .showInfo, false), ("show info json", .showInfo, true),
             ("show stats", .showStats(vm: nil), false), ("show stats web0 json", .showStats(vm: "web0"), true),
             ("show  stats\tweb0\r", .showStats(vm: "web0"), false),
-            ("show vcpus web0", .showVCPUs(vm: "web0"), false), ("show metrics", .showMetrics, false),
+            ("show vcpus web0", .showVCPUs(vm: "web0"), false),
+            ("show bounds web0", .showBounds(vm: "web0"), false), ("show bounds web0 json", .showBounds(vm: "web0"), true),
+            ("show metrics", .showMetrics, false),
             ("show config", .showConfig, false), ("reset counters", .resetCounters(vm: nil), false),
             ("reset counters web0 json", .resetCounters(vm: "web0"), true), ("pause web0", .pause(vm: "web0"), false),
             ("resume web0", .resume(vm: "web0"), false), ("reload", .reload, false),
@@ -26,6 +28,7 @@ import Testing
         let cases: [(String, ControlErrorCode)] = [
             ("", .unknownCommand), ("json", .unknownCommand), ("frobnicate", .unknownCommand),
             ("show", .badArgument), ("show bogus", .badArgument), ("show vcpus", .badArgument),
+            ("show bounds", .badArgument), ("show bounds json", .badArgument), ("show bounds a b", .badArgument),
             ("show stats a b", .badArgument), ("show metrics json", .badArgument), ("ping now", .badArgument),
             ("pause", .badArgument), ("reset", .badArgument), ("reset everything", .badArgument),
         ]
@@ -39,7 +42,7 @@ import Testing
     /// `line` is what clients send: the daemon's parser gives the same request back.
     @Test(arguments: [
         ControlCommand.help, .version, .ping, .quit, .showInfo, .showStats(vm: nil), .showStats(vm: "web0"),
-        .showVCPUs(vm: "a.b:c-d_e"), .showMetrics, .showConfig, .resetCounters(vm: nil), .resetCounters(vm: "x"),
+        .showVCPUs(vm: "a.b:c-d_e"), .showBounds(vm: "web0"), .showMetrics, .showConfig, .resetCounters(vm: nil), .resetCounters(vm: "x"),
         .pause(vm: "x"), .resume(vm: "x"), .reload,
     ])
     func linesParseBackToTheSameRequest(_ command: ControlCommand) throws {

@@ -1,0 +1,200 @@
+import NestCacheCore
+
+/// The recent switch sequence of one VM, for `nestcached`'s `show bounds VM` (DESIGN §8, §11).
+///
+/// Switches are detected over the VM's whole stream, as `SwitchSequence.apply` detects them (each
+/// vCPU's current control block is followed from the VM's first event, so the window's switches
+/// are exactly the stream's), and the most recent `capacity` of them are kept, oldest first, in a
+/// ring of chunks of `chunkSize` records, each allocated when first needed and grown by doubling
+/// up to its size: a VM that switched little costs little, one that switched more than
+/// `capacity` times costs `capacity` records (16 bytes each) for good.
+///
+///     not full:  chunks [0 ..< count), oldest at 0, `head` = 0
+///     full:      physical index p holds logical (p - head) mod capacity; the next switch
+///                overwrites `head`, the oldest, and `head` moves on
+///
+/// The bounds of a window are those of a stream that starts with its oldest switch: every cache
+/// starts cold there. `M` is the declared `l1_vcpus`, else the vCPUs seen in the whole stream
+/// (DESIGN §11), not only in the window.
+///
+/// Not synchronized: the daemon keeps it behind a lock and records one batch at a time.
+public struct SwitchWindow: Sendable {
+    public struct Switch: Sendable, Equatable {
+        public var gpa: GPA
+        public var vcpu: UInt16
+
+        public init(gpa: GPA, vcpu: UInt16) {
+            self.gpa = gpa
+            self.vcpu = vcpu
+        }
+    }
+
+    /// 1 Mi switches (16 MiB once full).
+    public static let defaultCapacity = 1 << 20
+    /// Records per chunk: 64 Ki (1 MiB).
+    public static let defaultChunkSize = 1 << 16
+
+    /// The most switches kept.
+    public let capacity: Int
+    let chunkSize: Int
+    private var chunks: [[Switch]] = []
+    /// The physical index of the oldest switch (0 until the ring is full).
+    private var head = 0
+    /// Switches kept: min(capacity, switchesSeen).
+    public private(set) var count = 0
+    /// Switches and events of the whole stream so far.
+    public private(set) var switchesSeen: UInt64 = 0
+    public private(set) var eventsSeen: UInt64 = 0
+    /// Per vCPU index: its current control block (`GPA.none` for none), and whether it was seen.
+    private var current: [GPA] = []
+    private var isSeen: [Bool] = []
+    /// Distinct vCPU indices in any event of the stream.
+    public private(set) var seenVCPUs = 0
+
+    /// `capacity` at least 1 (smaller values are taken as 1).
+    public init(capacity: Int = SwitchWindow.defaultCapacity, chunkSize: Int = SwitchWindow.defaultChunkSize) {
+        self.capacity = max(1, capacity)
+        self.chunkSize = max(1, min(chunkSize, self.capacity))
+    }
+
+    /// True when older switches were dropped: the window is not the whole stream.
+    public var isTruncated: Bool { switchesSeen > UInt64(count) }
+
+    /// Follows events of this VM (their `vm` is ignored), in stream order.
+    public mutating func record(_ events: some Sequence<Event>) {
+        for e in events { record(e) }
+    }
+
+    @inline(__always)
+    public mutating func record(_ e: Event) {
+        eventsSeen &+= 1
+        let v = Int(e.vcpu)
+        if v >= current.count {
+            let n = v + 1 - current.count
+            current.append(contentsOf: repeatElement(.none, count: n))
+            isSeen.append(contentsOf: repeatElement(false, count: n))
+        }
+        if !isSeen[v] {
+            isSeen[v] = true
+            seenVCPUs += 1
+        }
+        switch e.op {
+        case .clear:
+            if current[v] == e.gpa { current[v] = .none }
+        case .load, .enter:
+            if current[v] == e.gpa { return }
+            current[v] = e.gpa
+            switchesSeen &+= 1
+            append(Switch(gpa: e.gpa, vcpu: e.vcpu))
+        }
+    }
+
+    private mutating func append(_ s: Switch) {
+        if count < capacity {
+            let c = count / chunkSize
+            if c == chunks.count { chunks.append([]) }
+            if chunks[c].count == chunks[c].capacity {
+                // Doubling from 64 records, never past the chunk's size: a VM that switched
+                // little holds little.
+                chunks[c].reserveCapacity(min(chunkSize, capacity - c * chunkSize, max(64, 2 * chunks[c].count)))
+            }
+            chunks[c].append(s)
+            count += 1
+        } else {
+            chunks[head / chunkSize][head % chunkSize] = s
+            head += 1
+            if head == capacity { head = 0 }
+        }
+    }
+
+    /// The kept switches, oldest first.
+    public func forEach<E: Error>(_ body: (Switch) throws(E) -> Void) throws(E) {
+        var p = head
+        for _ in 0..<count {
+            try body(chunks[p / chunkSize][p % chunkSize])
+            p += 1
+            if p == count { p = 0 }  // count == capacity whenever head > 0
+        }
+    }
+
+    /// The `i`th kept switch, oldest first.
+    public subscript(i: Int) -> Switch {
+        precondition(i >= 0 && i < count)
+        let p = head + i
+        let q = p >= capacity ? p - capacity : p
+        return chunks[q / chunkSize][q % chunkSize]
+    }
+
+    /// The kept switches, oldest first (tests).
+    public var switches: [Switch] {
+        var out: [Switch] = []
+        out.reserveCapacity(count)
+        forEach { out.append($0) }
+        return out
+    }
+
+    /// Bytes held by the ring (its chunks' capacity).
+    public var memoryBytes: Int { chunks.reduce(0) { $0 + $1.capacity } * MemoryLayout<Switch>.stride }
+
+    /// Checks the ring's layout; traps on a violation (tests).
+    public func checkInvariants() {
+        precondition(count <= capacity && UInt64(count) <= switchesSeen)
+        precondition(switchesSeen <= eventsSeen)
+        precondition(head == 0 || count == capacity, "head moves only once full")
+        precondition(head < capacity)
+        precondition(chunks.count == (count + chunkSize - 1) / chunkSize, "chunks are allocated lazily, one at a time")
+        for (i, c) in chunks.enumerated() {
+            precondition(i == chunks.count - 1 ? c.count == count - i * chunkSize : c.count == chunkSize)
+            // malloc may round a chunk up (by a page for 1 MiB): never to the whole capacity.
+            precondition(c.capacity <= chunkSize + chunkSize / 16 + 64, "a chunk keeps to its size: \(c.capacity) of \(chunkSize)")
+        }
+        precondition(current.count == isSeen.count && seenVCPUs == isSeen.filter { $0 }.count)
+    }
+
+    /// DESIGN §11's bounds of the kept switches, as `nestcache bounds` computes them for a VM
+    /// `id` whose stream were exactly these switches, with `M` = `declaredL1VCPUs` ?? the vCPUs
+    /// of the whole stream. Everything in memory (no spill file): at most 32 bytes per switch
+    /// while it runs. O(count · (kmax + |ratios| · log(R · M))).
+    public func bounds(id: String, declaredL1VCPUs: Int?, kmax: Int = Bounds.defaultKMax,
+                       ratios: [Int] = Bounds.defaultRatios) throws(TraceError) -> BoundsResult {
+        var b = try Bounds(kmax: kmax, ratios: ratios)
+        b.memoryRecords = count + 1
+        let m = declaredL1VCPUs ?? (seenVCPUs > 0 ? seenVCPUs : nil)
+        return try b.run(Source(window: self, info: VMInfo(id: id, l1VCPUs: m)))
+    }
+
+    /// The window as events, made as they are read: a load per switch, after a clear when the
+    /// vCPU's current control block is that GPA already (a switch back to it after a clear in the
+    /// original stream).
+    struct Source: EventSource {
+        let registry: VMRegistry
+        private let window: SwitchWindow
+        private var next = 0
+        private var current: [GPA] = []
+
+        init(window: SwitchWindow, info: VMInfo) {
+            var r = VMRegistry()
+            r.update(r.intern(info.id), info)
+            registry = r
+            self.window = window
+        }
+
+        mutating func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
+            batch.removeAll(keepingCapacity: true)
+            while next < window.count, batch.count + 2 <= max(limit, 2) {
+                let s = window[next]
+                next += 1
+                let v = Int(s.vcpu)
+                if v >= current.count { current.append(contentsOf: repeatElement(.none, count: v + 1 - current.count)) }
+                if current[v] == s.gpa {
+                    batch.append(Event(timeNs: 0, vm: 0, vcpu: s.vcpu, op: .clear, gpa: s.gpa))
+                }
+                current[v] = s.gpa
+                batch.append(Event(timeNs: 0, vm: 0, vcpu: s.vcpu, op: .load, gpa: s.gpa))
+            }
+            return !batch.isEmpty
+        }
+
+        var figures: [(name: String, value: UInt64)] { [] }
+    }
+}
