@@ -211,7 +211,7 @@ struct ConfigLoader {
     func daemonSection(_ t: TOMLTable) throws(ConfigError) -> DaemonConfig.DaemonSection {
         let p = "daemon"
         try checkKeys(t, at: p, allowed: ["socket", "socket_mode", "max_clients", "idle_timeout_s", "log_level",
-                                          "summary_interval_s", "textfile", "metrics_listen"], name: "[daemon]")
+                                          "summary_interval_s", "textfile", "metrics_listen", "bounds_window"], name: "[daemon]")
         var d = DaemonConfig.DaemonSection()
         if let s = try string(t, "socket", at: p) {
             guard s.hasPrefix("/"), s.utf8.count < 108 else {
@@ -239,6 +239,7 @@ struct ConfigLoader {
             d.logLevel = level
         }
         if let n = try number(t, "summary_interval_s", at: p, 0...86400) { d.summaryIntervalS = n }
+        if let n = try integer(t, "bounds_window", at: p, 0...(1 << 26)) { d.boundsWindow = n }
         if let s = try string(t, "textfile", at: p) {
             guard s.hasPrefix("/"), s.hasSuffix(".prom") else {
                 throw error("daemon.textfile", "'textfile' must be an absolute path ending in .prom (node_exporter reads only those), got '\(s)'")

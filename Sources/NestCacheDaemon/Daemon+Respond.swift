@@ -112,7 +112,9 @@ extension Daemon {
     /// takes up to about a second for a full window: the caller runs it where it blocks no one.
     func boundsAnswer(_ vm: String, json: Bool) throws(ControlError) -> @Sendable () -> String {
         let rt = try runtime(vm)
-        let window = rt.switchWindow.withLock { $0 }
+        guard let window = rt.switchWindow?.withLock({ $0 }) else {
+            throw ControlError(.badArgument, "show bounds: switches are not recorded (bounds_window = 0 when VM '\(rt.id)' started)")
+        }
         let (id, declared) = (rt.id, rt.info.l1VCPUs)
         return { ControlAnswers.bounds(id: id, declaredL1VCPUs: declared, window: window, json: json) }
     }

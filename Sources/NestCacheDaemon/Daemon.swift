@@ -75,7 +75,8 @@ public final class Daemon: Sendable {
     func startWorkloads() {
         let c = config
         let runners = Self.workloads(c).map {
-            WorkloadRunner(kind: $0, directory: directory, defaultPagesPerContext: c.defaults.pagesPerContext, logger: logger)
+            WorkloadRunner(kind: $0, directory: directory, defaultPagesPerContext: c.defaults.pagesPerContext, logger: logger,
+                           boundsWindow: c.daemon.boundsWindow)
         }
         state.withLock { $0.runners = runners }
         for r in runners { r.start() }
@@ -106,7 +107,8 @@ public final class Daemon: Sendable {
             }
         }
         let started = wanted.map {
-            WorkloadRunner(kind: $0, directory: directory, defaultPagesPerContext: new.defaults.pagesPerContext, logger: logger)
+            WorkloadRunner(kind: $0, directory: directory, defaultPagesPerContext: new.defaults.pagesPerContext, logger: logger,
+                           boundsWindow: new.daemon.boundsWindow)
         }
         state.withLock {
             $0.config = new

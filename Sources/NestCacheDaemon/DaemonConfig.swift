@@ -78,6 +78,8 @@ public struct DaemonConfig: Sendable, Equatable {
         public var logLevel = Logger.Level.info
         public var summaryIntervalS = 60.0
         public var textfile: String?
+        /// Switches kept per VM for `show bounds` (0: none).
+        public var boundsWindow = 8192
         /// `HOST:PORT` for `GET /metrics` over HTTP; nil: off.
         public var metricsListen: MetricsListen?
     }

@@ -86,20 +86,13 @@ public final class VMRuntime: Sendable {
     /// The VM's recent switch sequence, for `show bounds VM`: written by the feeder once per
     /// batch (never by the vCPU queues), copied by a request (the copy shares its chunks until
     /// the feeder next writes one).
-    let switchWindow = Locked(SwitchWindow(capacity: VMRuntime.switchWindowCapacity))
+    /// nil with `bounds_window = 0`: nothing recorded, `show bounds` refused.
+    let switchWindow: Locked<SwitchWindow>?
 
-    /// Switches kept per VM for `show bounds`: `SwitchWindow.defaultCapacity` (1 Mi, 16 MiB per
-    /// VM at most), or `NESTCACHED_BOUNDS_WINDOW` (an integer from 1 to 2^26; tests set it small
-    /// to see the window at work; docs/DESIGN-NOTES.md). Read once per process.
-    static let switchWindowCapacity: Int = {
-        guard let raw = getenv("NESTCACHED_BOUNDS_WINDOW"), let n = Int(String(cString: raw)), (1...(1 << 26)).contains(n) else {
-            return SwitchWindow.defaultCapacity
-        }
-        return n
-    }()
-
-    init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int) {
+    /// `boundsWindow`: switches kept for `show bounds` (`[daemon] bounds_window`; 0: none).
+    init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int, boundsWindow: Int = 8192) {
         self.id = info.id
+        self.switchWindow = boundsWindow > 0 ? Locked(SwitchWindow(capacity: boundsWindow)) : nil
         self.policies = policies
         var r = VMRegistry()
         r.update(r.intern(info.id), info)
@@ -155,7 +148,7 @@ public final class VMRuntime: Sendable {
     /// Records a batch's events of this VM, in stream order, in the switch window: one lock
     /// per batch, on the feeder.
     func recordSwitches(_ events: [Event]) {
-        switchWindow.withLock { $0.record(events) }
+        switchWindow?.withLock { $0.record(events) }
     }
 
     /// The latest snapshot published at a batch boundary: what the control socket reads.

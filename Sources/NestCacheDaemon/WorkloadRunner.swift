@@ -96,6 +96,8 @@ public final class WorkloadRunner: @unchecked Sendable {
     public let kind: WorkloadKind
     let directory: VMDirectory
     let defaultPagesPerContext: Int
+    /// `[daemon] bounds_window` when the workload started.
+    let boundsWindow: Int
     let logger: Logger
     let feeder: DispatchQueue
 
@@ -149,12 +151,13 @@ public final class WorkloadRunner: @unchecked Sendable {
     }
 
     public init(kind: WorkloadKind, directory: VMDirectory, defaultPagesPerContext: Int, logger: Logger,
-                queueLayout: QueueLayout = .perVCPU) {
+                queueLayout: QueueLayout = .perVCPU, boundsWindow: Int = 8192) {
         self.batchSize = kind.speed == .max ? 4096 : 256
         self.queueLayout = queueLayout
         self.kind = kind
         self.directory = directory
         self.defaultPagesPerContext = defaultPagesPerContext
+        self.boundsWindow = boundsWindow
         self.logger = logger
         self.feeder = DispatchQueue(label: "nestcache.feed.\(kind.name)", target: .global())
     }
@@ -395,7 +398,8 @@ public final class WorkloadRunner: @unchecked Sendable {
                 byIndex.append(vm)
                 continue
             }
-            let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext)
+            let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext,
+                               boundsWindow: boundsWindow)
             guard directory.add(vm, fedBy: self) else {
                 byIndex.append(nil)
                 logger.error("VM id already served by another workload; its events are ignored",

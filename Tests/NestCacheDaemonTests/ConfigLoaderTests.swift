@@ -61,7 +61,7 @@ import Testing
 
     /// Every error names the key and its line.
     @Test(arguments: [
-        ("[daemon]\nfoo = 1", "t.toml:2: unknown key 'foo' in [daemon] (expected socket, socket_mode, max_clients, idle_timeout_s, log_level, summary_interval_s, textfile, metrics_listen)"),
+        ("[daemon]\nfoo = 1", "t.toml:2: unknown key 'foo' in [daemon] (expected socket, socket_mode, max_clients, idle_timeout_s, log_level, summary_interval_s, textfile, metrics_listen, bounds_window)"),
         ("[daemon]\nmax_clients = 0", "t.toml:2: 'max_clients' must be an integer from 1 to 65536, got 0"),
         ("[daemon]\nsocket_mode = \"999\"", "t.toml:2: 'socket_mode' must be an octal mode such as \"0660\" or 0o660, got '999'"),
         ("[daemon]\nlog_level = \"loud\"", "t.toml:2: 'log_level' must be one of trace, debug, info, notice, warning, error, critical, got 'loud'"),

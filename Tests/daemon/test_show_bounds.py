@@ -15,9 +15,10 @@ def cli_bounds(nestcache, trace):
     return json.loads(proc.stdout)["vms"]
 
 
-def strict_replay(daemon_factory, trace, env=None):
-    d = daemon_factory(env=env, replays=[{"trace": str(trace), "format": "native", "speed": "max",
-                                          "ordering": "strict", "policy": "per-vm-table:2"}])
+def strict_replay(daemon_factory, trace, window=1 << 20):
+    d = daemon_factory(daemon={"bounds_window": str(window)},
+                       replays=[{"trace": str(trace), "format": "native", "speed": "max",
+                                 "ordering": "strict", "policy": "per-vm-table:2"}])
     return d
 
 
@@ -85,12 +86,12 @@ def switch_sequences(trace):
 
 
 def test_window_bounds_the_switches_considered(daemon_factory, nestcache, tmp_path):
-    """With NESTCACHED_BOUNDS_WINDOW=500 (the tests' knob, docs/DESIGN-NOTES.md) only the last
+    """With `bounds_window = 500` only the last
     500 switches count: the answer is `nestcache bounds` of a trace made of exactly those."""
     window = 500
     trace = tmp_path / "w.trace"
     vms = make_trace(trace, events=20000, seed=5)
-    d = strict_replay(daemon_factory, trace, env={"NESTCACHED_BOUNDS_WINDOW": str(window)})
+    d = strict_replay(daemon_factory, trace, window=window)
     wait_done(d, vms)
     full = cli_bounds(nestcache, trace)
     seqs = switch_sequences(trace)
@@ -113,3 +114,12 @@ def test_window_bounds_the_switches_considered(daemon_factory, nestcache, tmp_pa
         part.write_text("\n".join(lines) + "\n")
         assert {k: got[k] for k in MEMBERS} == cli_bounds(nestcache, part)[vm], vm
         assert d.request(f"show bounds {vm}").startswith(f"window: the last {window} of {total} switches")
+
+
+def test_bounds_window_zero_records_nothing(daemon_factory, tmp_path):
+    trace = tmp_path / "z.trace"
+    vms = make_trace(trace, events=2000, seed=3)
+    d = strict_replay(daemon_factory, trace, window=0)
+    wait_done(d, vms)
+    answer = d.request(f"show bounds {vms[0]}")
+    assert answer.startswith("error: bad-argument: show bounds: switches are not recorded (bounds_window = 0"), answer
