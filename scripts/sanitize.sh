@@ -21,7 +21,7 @@ for san in "${sanitizers[@]}"; do
     # The runtime's own crash handler is not sanitizer-clean; the sanitizers print the stacks.
     export SWIFT_BACKTRACE=enable=no
     echo "sanitize: $san: swift test"
-    swift test --build-path "$build" --sanitize="$san" --skip-build 2>&1 | grep -E '^(✔|✘) Test run|Executed .* tests|error:' || status=1
+    swift test --build-path "$build" --sanitize="$san" --skip-build 2>&1 | grep -E '^✘ Test [^r]|^(✔|✘) Test run|error:' || status=1
     echo "sanitize: $san: end-to-end tests of the daemon"
     NESTCACHE_BIN=$PWD/$build/debug/nestcache NESTCACHED_BIN=$PWD/$build/debug/nestcached \
         .venv/bin/python -m pytest -q -p no:cacheprovider Tests/daemon 2>&1 | grep -E '^(FAILED|ERROR)|^[0-9]+ (passed|failed)' || status=1
