@@ -125,9 +125,9 @@ def test_show_vcpus(setup):
     # A finished replay: per-vCPU counters add up to the VM's primary counters.
     for vm in setup["replay"]:
         v = d.json(f"show vcpus {vm} json")
-        assert set(v) >= {"vm", "vcpus"} and v["vm"] == vm
+        assert set(v) >= {"vm", "policy", "vcpus"} and v["vm"] == vm
         s = d.stats(vm)["vms"][vm]
-        assert v.get("policy", s["policy"]) == s["policy"]
+        assert v["policy"] == s["policy"], "show vcpus counts the primary policy"
         assert sorted(v["vcpus"], key=int) == [str(i) for i in range(len(v["vcpus"]))]
         assert len(v["vcpus"]) == s["l1_vcpus"]
         for i, c in v["vcpus"].items():
