@@ -16,12 +16,14 @@ for san in "${sanitizers[@]}"; do
     echo "sanitize: $san: building"
     swift build --build-path "$build" --sanitize="$san" --build-tests 2>&1 | grep -E 'error|warning: ' | grep -v system-packager || true
     opts="log_path=$reports/report:halt_on_error=0"
-    export ASAN_OPTIONS="$opts:detect_leaks=1" TSAN_OPTIONS="$opts" \
-        LSAN_OPTIONS="log_path=$reports/leak:suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
+    export ASAN_OPTIONS="$opts:detect_leaks=1" TSAN_OPTIONS="$opts" LSAN_OPTIONS="log_path=$reports/leak"
     # The runtime's own crash handler is not sanitizer-clean; the sanitizers print the stacks.
     export SWIFT_BACKTRACE=enable=no
     echo "sanitize: $san: swift test"
-    swift test --build-path "$build" --sanitize="$san" --skip-build 2>&1 | grep -E '^✘ Test [^r]|^(✔|✘) Test run|error:' || status=1
+    # LeakSanitizer is for nestcached and nestcache (the end-to-end tests below): the XCTest
+    # runner keeps its suite objects, and Foundation.Process (the journald fixture) its own,
+    # until exit, and LSan reports them as leaks of the test process.
+    ASAN_OPTIONS="$opts:detect_leaks=0" swift test --build-path "$build" --sanitize="$san" --skip-build 2>&1 | grep -E '^✘ Test [^r]|^(✔|✘) Test run|error:' || status=1
     echo "sanitize: $san: end-to-end tests of the daemon"
     NESTCACHE_BIN=$PWD/$build/debug/nestcache NESTCACHED_BIN=$PWD/$build/debug/nestcached \
         .venv/bin/python -m pytest -q -p no:cacheprovider Tests/daemon 2>&1 | grep -E '^(FAILED|ERROR)|^[0-9]+ (passed|failed)' || status=1
