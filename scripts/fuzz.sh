@@ -15,7 +15,7 @@ targets=("$@")
 ((${#targets[@]})) || targets=(native-trace ftrace config control render)
 
 swift build --build-path .build-fuzz --product nestcache-fuzz \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DNESTCACHE_FUZZ 2>&1 | grep -v '^\[' || true
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DNESTCACHE_FUZZ 2>&1 | grep -v -e '^\[' -e 'Cannot export local symbol' || true
 bin=.build-fuzz/debug/nestcache-fuzz
 [[ -x $bin ]] || { echo "fuzz: build failed"; exit 1; }
 
