@@ -162,6 +162,6 @@ public enum ControlAnswers {
             rows.append([String(v), String(c.events), String(c.switches), String(c.hits), ratio, String(c.misses), String(c.recycles),
                          String(c.uncached), String(c.steals), String(c.migrations), String(c.mapPages)])
         }
-        return "\(s.id) (\(s.policies.first?.description ?? ""))\n" + TextTable.render(rows)
+        return "\(TextTable.printable(s.id)) (\(s.policies.first?.description ?? ""))\n" + TextTable.render(rows)
     }
 }

@@ -17,7 +17,8 @@ public enum TextTable {
         }.joined(separator: "\n") + "\n"
     }
 
-    static func printable(_ cell: String) -> String {
+    /// `cell` with each control character shown as `?`.
+    public static func printable(_ cell: String) -> String {
         guard cell.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return cell }
         return String(String.UnicodeScalarView(cell.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : $0 }))
     }
