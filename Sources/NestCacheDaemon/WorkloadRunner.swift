@@ -116,6 +116,13 @@ public final class WorkloadRunner: @unchecked Sendable {
     private var loopOffset: UInt64 = 0
     private var lastTime: UInt64 = 0
     private var buckets: [[Event]] = []
+    private var flagBuckets: [[Bool]] = []
+    /// Per VM that has per-vCPU policies: its `SwitchTracker`, which says in stream order which
+    /// events are migrations (the vCPU lanes see one vCPU each). By VM id (kept across loops);
+    /// `trackerOf` maps a source VM index to it (-1: none needed).
+    private var trackerByID: [String: Int] = [:]
+    private var trackers: [SwitchTracker] = []
+    private var trackerOf: [Int] = []
 
     /// A `[[live]]` source (nil for the other kinds): its input, when a line last arrived, and
     /// whether its VMs show `waiting`.
@@ -257,6 +264,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                         // The new reader numbers VMs from 0 in its own order: map them again by
                         // id (the file may have changed since the last pass).
                         byIndex = []
+                        trackerOf = []
                         feeder.async { [self] in pump() }
                     } else {
                         finish()
@@ -321,6 +329,14 @@ public final class WorkloadRunner: @unchecked Sendable {
         }
     }
 
+    /// Whether event `i` of `pending` is a migration, by its VM's tracker (false without one).
+    /// Must be asked for every event of a tracked VM, in stream order.
+    @inline(__always)
+    private func isMigration(_ e: Event, _ trackers: UnsafeMutableBufferPointer<SwitchTracker>) -> Bool {
+        let t = trackerOf[Int(e.vm)]
+        return t >= 0 && trackers[t].isMigration(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
+    }
+
     private func dispatch(_ range: Range<Int>) {
         lastTime = pending[range.upperBound - 1].timeNs &+ loopOffset
         recordSwitches(range)
@@ -334,10 +350,17 @@ public final class WorkloadRunner: @unchecked Sendable {
                 while j < range.upperBound, pending[j].vm == first.vm, pending[j].vcpu == first.vcpu { j += 1 }
                 guard let vm = byIndex[Int(first.vm)] else { i = j; continue }
                 var run = Array(pending[i..<j])
+                var flags: [Bool] = []
+                if vm.needsMigrations {
+                    flags = trackers.withUnsafeMutableBufferPointer { tr in run.map { isMigration($0, tr) } }
+                }
                 for k in run.indices { run[k].vm = 0 }
+                let lane = vm.lane(Int(first.vcpu))
                 vm.submitted.add(1, ordering: .relaxed)
                 vm.queue(queueLayout == .single ? 0 : Int(first.vcpu)).sync {
-                    run.withUnsafeBufferPointer { vm.apply($0) }
+                    run.withUnsafeBufferPointer { events in
+                        flags.withUnsafeBufferPointer { vm.apply(events, migrations: $0, lane: lane) }
+                    }
                 }
                 vm.completed.add(1, ordering: .relaxed)
                 touched[ObjectIdentifier(vm)] = vm
@@ -347,33 +370,45 @@ public final class WorkloadRunner: @unchecked Sendable {
             feeder.async { [self] in pump() }
             return
         }
-        // Concurrent: one slice per (VM, vCPU), order kept within each.
+        // Concurrent: one slice per (VM, vCPU), order kept within each; with a single queue per
+        // VM its slices run one after another on that queue.
         var slots: [(vm: VMRuntime, vcpu: Int, bucket: Int)] = []
         var slotOf: [Int: Int] = [:]
-        for i in range {
-            let e = pending[i]
-            guard let vm = byIndex[Int(e.vm)] else { continue }
-            let key = Int(e.vm) << 16 | (queueLayout == .single ? 0 : Int(e.vcpu))
-            let b: Int
-            if let s = slotOf[key] {
-                b = slots[s].bucket
-            } else {
-                b = slots.count
-                slotOf[key] = b
-                slots.append((vm, queueLayout == .single ? 0 : Int(e.vcpu), b))
-                if buckets.count <= b { buckets.append([]) }
-                buckets[b].removeAll(keepingCapacity: true)
+        trackers.withUnsafeMutableBufferPointer { tr in
+            for i in range {
+                let e = pending[i]
+                guard let vm = byIndex[Int(e.vm)] else { continue }
+                let key = Int(e.vm) << 16 | Int(e.vcpu)
+                let b: Int
+                if let s = slotOf[key] {
+                    b = slots[s].bucket
+                } else {
+                    b = slots.count
+                    slotOf[key] = b
+                    slots.append((vm, Int(e.vcpu), b))
+                    if buckets.count <= b {
+                        buckets.append([])
+                        flagBuckets.append([])
+                    }
+                    buckets[b].removeAll(keepingCapacity: true)
+                    flagBuckets[b].removeAll(keepingCapacity: true)
+                }
+                var local = e
+                local.vm = 0
+                buckets[b].append(local)
+                if vm.needsMigrations { flagBuckets[b].append(isMigration(e, tr)) }
             }
-            var local = e
-            local.vm = 0
-            buckets[b].append(local)
         }
         let group = DispatchGroup()
         for slot in slots {
             let events = buckets[slot.bucket]
+            let flags = flagBuckets[slot.bucket]
+            let lane = slot.vm.lane(slot.vcpu)
             slot.vm.submitted.add(1, ordering: .relaxed)
-            slot.vm.queue(slot.vcpu).async(group: group) {
-                events.withUnsafeBufferPointer { slot.vm.apply($0) }
+            slot.vm.queue(queueLayout == .single ? 0 : slot.vcpu).async(group: group) {
+                events.withUnsafeBufferPointer { events in
+                    flags.withUnsafeBufferPointer { slot.vm.apply(events, migrations: $0, lane: lane) }
+                }
                 slot.vm.completed.add(1, ordering: .relaxed)
             }
         }
@@ -382,6 +417,15 @@ public final class WorkloadRunner: @unchecked Sendable {
             for vm in touched { vm.publish() }
             pump()
         }
+    }
+
+    /// The tracker index for `vm` (created on first use), or -1 when it needs none.
+    private func trackerIndex(for vm: VMRuntime?) -> Int {
+        guard let vm, vm.needsMigrations else { return -1 }
+        if let t = trackerByID[vm.id] { return t }
+        trackers.append(SwitchTracker())
+        trackerByID[vm.id] = trackers.count - 1
+        return trackers.count - 1
     }
 
     /// Creates the VMs the source has named since the last look.
@@ -396,18 +440,21 @@ public final class WorkloadRunner: @unchecked Sendable {
                     throw TraceError(.badData, file: kind.name, "VM \(info.id) is declared differently than when it started (the trace changed while looping)")
                 }
                 byIndex.append(vm)
+                trackerOf.append(trackerIndex(for: vm))
                 continue
             }
             let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext,
                                boundsWindow: boundsWindow)
             guard directory.add(vm, fedBy: self) else {
                 byIndex.append(nil)
+                trackerOf.append(-1)
                 logger.error("VM id already served by another workload; its events are ignored",
                              metadata: ["nestcache.event": "trace-error", "nestcache.vm": "\(info.id)"])
                 continue
             }
             vmsByID[info.id] = vm
             byIndex.append(vm)
+            trackerOf.append(trackerIndex(for: vm))
             if isPaused { vm.setState(.paused) }
             logger.info("VM started: \(kind.name), policy \(kind.policies[0]), shadows \(kind.policies.dropFirst().map(\.description).joined(separator: ","))",
                         metadata: ["nestcache.event": "vm-start", "nestcache.vm": "\(info.id)",
