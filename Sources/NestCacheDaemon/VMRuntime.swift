@@ -264,7 +264,7 @@ public final class VMRuntime: Sendable {
     /// Records a batch's events of this VM, in stream order, in the switch window: one lock
     /// per batch, on the feeder.
     func recordSwitches(_ events: [Event]) {
-        switchWindow?.withLock { $0.record(events) }
+        switchWindow?.withLock { w in events.withUnsafeBufferPointer { for e in $0 { w.record(e) } } }
     }
 
     /// The latest snapshot published at a batch boundary: what the control socket reads.
