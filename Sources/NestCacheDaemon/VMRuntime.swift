@@ -161,8 +161,10 @@ public final class VMRuntime: Sendable {
     /// nil with `bounds_window = 0`: nothing recorded, `show bounds` refused.
     let switchWindow: Locked<SwitchWindow>?
 
-    /// Whether the feeder must say which events are migrations (`SwitchTracker`).
-    var needsMigrations: Bool { !shardPolicies.isEmpty }
+    /// Whether the feeder must say which events are migrations (`SwitchTracker`): always, so
+    /// every policy, per-VM table included, counts the same migrations, those of the trace's
+    /// order, in concurrent ordering too.
+    var needsMigrations: Bool { true }
 
     /// `boundsWindow`: switches kept for `show bounds` (`[daemon] bounds_window`; 0: none).
     init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int, boundsWindow: Int = 8192) {
@@ -238,16 +240,16 @@ public final class VMRuntime: Sendable {
     }
 
     /// Applies events of one vCPU of this VM (index 0): to each per-vm-table engine under its
-    /// lock, then to the vCPU's shards under its lane's lock, recording each wait. `migrations`
-    /// (from the feeder's `SwitchTracker`, one per event) and `lane` (that vCPU's, from `lane(_:)`)
-    /// are needed when the VM has per-vCPU policies. Called on a vCPU queue.
+    /// lock, then to the vCPU's shards under its lane's lock, recording each wait. `migrations`:
+    /// from the feeder's `SwitchTracker`, one per event; `lane`: that vCPU's, from `lane(_:)`
+    /// (nil when the VM has no per-vCPU policy). Called on a vCPU queue.
     func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, lane: Locked<LaneState>?) {
         nestcache_lower_thread_priority_once(10)
         for t in tables {
             let asked = DispatchTime.now().uptimeNanoseconds
             t.withLock { s in
                 s.lockWait.record(DispatchTime.now().uptimeNanoseconds &- asked)
-                s.engine.apply(events, registry: registry)
+                s.engine.apply(events, migrations: migrations, registry: registry)
             }
         }
         guard let lane else { return }
@@ -269,11 +271,11 @@ public final class VMRuntime: Sendable {
 
     /// The latest snapshot published at a batch boundary: what the control socket reads.
     ///
-    /// Readers never take the engines' lock: vCPU queues re-take that lock back to back, and a
-    /// futex is not fair, so a reader waiting on it under full load could wait for hundreds of
-    /// milliseconds. Instead the feeder publishes a snapshot when a batch is done (the lock is
-    /// then uncontended: it waits for its slices before the next batch), at most one batch
-    /// (4096 events) behind the engines, and exact once the VM is paused, done or failed.
+    /// Readers never take the engines' locks: vCPU queues re-take a per-VM table's lock back to
+    /// back, and a futex is not fair, so a reader waiting on it under full load could wait for
+    /// hundreds of milliseconds. Instead the feeder publishes a snapshot when a batch is done (the
+    /// locks are then uncontended: it waits for its slices before the next batch), at most one
+    /// batch (4096 events) behind the engines, and exact once the VM is paused, done or failed.
     let published: Locked<VMSnapshot>
 
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {
