@@ -36,7 +36,11 @@ extension PolicySpec {
 
     /// One vCPU's shard of this policy for a VM declared as `info`; nil for `per-vm-table`.
     public func makeShard(info: VMInfo, defaultPagesPerContext: Int) -> (any VCPUShard)? {
-        switch self {
+        // A shard holds one vCPU (index 0): declared as a VM of one vCPU, it reserves room for
+        // one record, not M (the VM's `M` is the caller's; per-vCPU policies do not use it).
+        var info = info
+        info.l1VCPUs = 1
+        return switch self {
         case .perVMTable: nil
         case .perVCPULRU(let k):
             LRUShard(engine: VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: PerVCPULRU(k: k)))
