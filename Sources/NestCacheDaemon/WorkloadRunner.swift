@@ -456,7 +456,8 @@ public final class WorkloadRunner: @unchecked Sendable {
             let t = trackerOf[batch.index]
             var flags = [Bool](repeating: false, count: t >= 0 ? batch.events.count : 0)
             var vcpus: [Int] = []
-            if present.count < VCPULimit.count { present = [Bool](repeating: false, count: VCPULimit.count) }
+            let top = batch.events.withUnsafeBufferPointer { ev in ev.reduce(0) { max($0, Int($1.vcpu)) } }
+            if present.count <= top { present.append(contentsOf: repeatElement(false, count: top + 1 - present.count)) }
             batch.events.withUnsafeMutableBufferPointer { ev in
                 flags.withUnsafeMutableBufferPointer { fl in
                     trackers.withUnsafeMutableBufferPointer { tr in
