@@ -17,8 +17,12 @@ public struct VMEngine<Policy: ContextPolicy>: Sendable {
     /// event, 13% of a replay).
     /// - Complexity: O(1) expected for the table policies (O(K) for per-vCPU lists); allocates
     ///   only when a new vCPU index, a new GPA or a new context first appears.
+    ///
+    /// `migration`: whether this event, if a switch, is a migration, when the caller knows it from
+    /// the whole VM's stream (a per-vCPU shard of the daemon, `VCPUShard`, sees one vCPU only);
+    /// nil: the engine decides from its own `lastSwitcher` map.
     @inline(__always)
-    public mutating func apply(vcpu v: VCPU, op: TraceOp, gpa: GPA) {
+    public mutating func apply(vcpu v: VCPU, op: TraceOp, gpa: GPA, migration: Bool? = nil) {
         state.see(v)
         let p = state.pagesPerContext
 
@@ -58,8 +62,12 @@ public struct VMEngine<Policy: ContextPolicy>: Sendable {
         var outcome = SwitchOutcome.uncached
         var isMigration = false
         if isSwitch {
-            let previous = state.lastSwitcher.updateValue(Int32(truncatingIfNeeded: v), for: gpa)
-            isMigration = previous != nil && previous != Int32(truncatingIfNeeded: v)
+            if let migration {
+                isMigration = migration
+            } else {
+                let previous = state.lastSwitcher.updateValue(Int32(truncatingIfNeeded: v), for: gpa)
+                isMigration = previous != nil && previous != Int32(truncatingIfNeeded: v)
+            }
             outcome = policy.switchTo(gpa, on: v, active: &active, in: &state)
         } else if op == .clear {
             policy.clear(gpa, on: v, in: &state)

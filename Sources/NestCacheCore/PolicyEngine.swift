@@ -8,6 +8,10 @@ public protocol PolicyEngine: Sendable {
 
     /// Applies a batch of events in order. `registry` must know every VM the events name.
     mutating func apply(_ events: UnsafeBufferPointer<Event>, registry: VMRegistry)
+    /// Applies a batch of events in order, taking whether each switch is a migration from
+    /// `migrations` (one per event) instead of the engine's own map: the daemon decides it on
+    /// its feeder, in stream order, once for every policy (`SwitchTracker`).
+    mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, registry: VMRegistry)
     /// Applies one event (tests, strict replay of single events).
     mutating func apply(_ event: Event, registry: VMRegistry)
     /// Creates the state of VMs that the registry knows and the engine does not yet.
@@ -74,6 +78,17 @@ public struct Engine<Policy: ContextPolicy>: PolicyEngine {
         }
     }
 
+    public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, registry: VMRegistry) {
+        precondition(migrations.count == events.count)
+        if vms.count < registry.count { sync(with: registry) }
+        vms.withUnsafeMutableBufferPointer { vms in
+            for i in events.indices {
+                let e = events[i]
+                vms[Int(e.vm)].apply(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa, migration: migrations[i])
+            }
+        }
+    }
+
     public mutating func apply(_ event: Event, registry: VMRegistry) {
         if vms.count < registry.count { sync(with: registry) }
         vms[Int(event.vm)].apply(vcpu: Int(event.vcpu), op: event.op, gpa: event.gpa)
@@ -105,6 +120,9 @@ extension ConcreteEngine {
     public var vmCount: Int { engine.vmCount }
     public mutating func apply(_ events: UnsafeBufferPointer<Event>, registry: VMRegistry) { engine.apply(events, registry: registry) }
     public mutating func apply(_ event: Event, registry: VMRegistry) { engine.apply(event, registry: registry) }
+    public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, registry: VMRegistry) {
+        engine.apply(events, migrations: migrations, registry: registry)
+    }
     public mutating func sync(with registry: VMRegistry) { engine.sync(with: registry) }
     public func snapshot(vm: Int32) -> StatsSnapshot { engine.snapshot(vm: vm) }
     public func vcpuCounters(vm: Int32) -> [Counters] { engine.vcpuCounters(vm: vm) }

@@ -28,7 +28,11 @@ public struct VMState: Sendable {
     public internal(set) var mappedUnits = 0
     public internal(set) var peakMappedPages: UInt64 = 0
     /// The vCPU that last switched to each GPA: a switch from another vCPU is a migration.
-    var lastSwitcher = GPAMap()
+    /// Starts as a shared empty map (copied on first write): the daemon's per-vCPU shards, told
+    /// migrations from outside, never write it, and there are hundreds of thousands of them.
+    var lastSwitcher = VMState.emptyMap
+
+    static let emptyMap = GPAMap()
 
     public init(info: VMInfo, defaultPagesPerContext: Int) {
         self.info = info

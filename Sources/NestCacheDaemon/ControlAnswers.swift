@@ -106,8 +106,10 @@ public enum ControlAnswers {
             ]
             if let e = s.error { m.append(("error", .string(e))) }
             m += StatsReport.members(primary, cost: cost)
-            m.append(("lock_wait", .object([
-                ("total_ns", .uint(s.lockWait.totalNs)), ("max_ns", .uint(s.lockWait.maxNs)), ("acquisitions", .uint(s.lockWait.acquisitions)),
+            // The primary's wait, as always; then every policy's under `policies` (its lock: the
+            // table's own, `vm`, or the vCPU lanes', `vcpu`; docs/DESIGN-NOTES.md, "Locks").
+            m.append(("lock_wait", .object(lockWaitMembers(s.lockWait, policy: policy) + [
+                ("policies", .object(zip(s.policies, s.lockWaits).map { p, w in (p.description, .object(lockWaitMembers(w, policy: p))) })),
             ])))
             m.append(("shadows", .object(zip(s.policies.dropFirst(), s.stats.dropFirst()).map { p, st in
                 (p.description, JSON.object(StatsReport.members(st, cost: cost)))
@@ -119,6 +121,11 @@ public enum ControlAnswers {
             ("vms", .object(vms)),
             ("totals", .object(StatsReport.members(totals, cost: cost))),
         ])
+    }
+
+    static func lockWaitMembers(_ w: LockWait, policy: PolicySpec) -> [(String, JSON)] {
+        [("total_ns", .uint(w.totalNs)), ("max_ns", .uint(w.maxNs)), ("acquisitions", .uint(w.acquisitions)),
+         ("lock", .string(policy.isPerVCPU ? "vcpu" : "vm"))]
     }
 
     public static func statsText(_ snaps: [VMSnapshot]) -> String {
@@ -133,7 +140,7 @@ public enum ControlAnswers {
                     String(c.events), String(c.switches), st.hitRatio.map(percent) ?? "-", String(c.misses), String(c.recycles),
                     String(c.uncached), String(c.steals), String(st.gauges.mappedPages), String(st.gauges.peakMappedPages),
                     st.exposure.map { format6(($0 * 1_000_000).rounded() / 10_000) + "%" } ?? "-",
-                    i == 0 ? format6((Double(s.lockWait.totalNs) / 1e6 * 100).rounded() / 100) : "",
+                    format6((Double((i < s.lockWaits.count ? s.lockWaits[i] : i == 0 ? s.lockWait : LockWait()).totalNs) / 1e6 * 100).rounded() / 100),
                 ])
             }
         }

@@ -5,7 +5,7 @@ import NestCacheWorkload
 ///
 /// Every counter of DESIGN §4 as `nestcache_NAME_total{vm,policy}` for the primary and each
 /// shadow policy; gauges without the suffix; the primary policy's per-vCPU `hits`, `misses`,
-/// `recycles` and `steals` with a `vcpu` label; the lock wait per VM. Series are sorted by VM, then by
+/// `recycles` and `steals` with a `vcpu` label; the lock wait per VM and policy. Series are sorted by VM, then by
 /// policy order in the configuration, so scrapes diff cleanly.
 public enum Metrics {
     static let counterHelp: [String: String] = [
@@ -78,9 +78,13 @@ public enum Metrics {
                 }
             }
         }
-        family(&out, "nestcache_lock_wait_seconds_total", "counter", "Time vCPU queues waited for the VM's engine lock.")
+        family(&out, "nestcache_lock_wait_seconds_total", "counter",
+               "Time vCPU queues waited for the policy's locks (per-vm-table: its VM-wide lock; per-vCPU policies: the vCPU lane locks).")
         for vm in vms {
-            out += "nestcache_lock_wait_seconds_total{vm=\"\(escape(vm.id))\",policy=\"\(vm.policies.first?.description ?? "")\"} \(number(Double(vm.lockWait.totalNs) / 1e9))\n"
+            let waits = vm.lockWaits.isEmpty ? [vm.lockWait] : vm.lockWaits
+            for (p, w) in zip(vm.policies, waits) {
+                out += "nestcache_lock_wait_seconds_total{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(number(Double(w.totalNs) / 1e9))\n"
+            }
         }
         family(&out, "nestcache_vm_running", "gauge", "1 while the VM's workload is running, 0 when paused, done or failed.")
         for vm in vms {

@@ -14,8 +14,10 @@ public enum VMRunState: String, Sendable, CaseIterable {
     case running, paused, done, failed, waiting
 }
 
-/// How long vCPU queues waited for a VM's lock: one of the costs the review asked about (a
-/// per-VM table needs a VM-wide lock; a per-vCPU LRU in the kernel would not).
+/// How long vCPU queues waited for one of a VM's locks: one of the costs the review asked about
+/// (a per-VM table needs a VM-wide lock; a per-vCPU LRU needs none). Reported per policy: a
+/// per-vm-table policy's engine lock, or, for a per-vCPU policy, the vCPU lane locks it lives
+/// under (summed over vCPUs; max is the largest single wait).
 public struct LockWait: Sendable, Equatable {
     public var totalNs: UInt64 = 0
     public var maxNs: UInt64 = 0
@@ -27,10 +29,25 @@ public struct LockWait: Sendable, Equatable {
         self.maxNs = maxNs
         self.acquisitions = acquisitions
     }
+
+    /// One acquisition that waited `ns`.
+    mutating func record(_ ns: UInt64) {
+        totalNs &+= ns
+        acquisitions &+= 1
+        if ns > maxNs { maxNs = ns }
+    }
+
+    /// Adds another lock's statistics (totals add, max is the larger).
+    mutating func merge(_ o: LockWait) {
+        totalNs &+= o.totalNs
+        acquisitions &+= o.acquisitions
+        if o.maxNs > maxNs { maxNs = o.maxNs }
+    }
 }
 
-/// What one consistent look at a VM gives: every policy's counters and gauges taken under the
-/// VM's lock, so the identities of DESIGN §4 hold inside it while the engine runs.
+/// What one look at a VM gives: every policy's counters and gauges, each policy's read under
+/// the locks that guard it, so the identities of DESIGN §4 hold for every policy inside it while
+/// the engines run (docs/DESIGN-NOTES.md, "Locks", says what a snapshot guarantees).
 public struct VMSnapshot: Sendable {
     public var id: String
     public var state: VMRunState
@@ -41,14 +58,17 @@ public struct VMSnapshot: Sendable {
     public var stats: [StatsSnapshot]
     /// The primary policy's per-vCPU counters (only when asked for).
     public var vcpus: [Counters]
+    /// The primary policy's lock wait (what `lock_wait` of a VM has always reported).
     public var lockWait: LockWait
+    /// Every policy's lock wait, like `policies` (empty when not known).
+    public var lockWaits: [LockWait]
     /// Why the workload failed (`FILE:LINE: message`), in state `failed`.
     public var error: String?
     /// Events applied since start (or reset).
     public var events: UInt64 { stats.first?.counters.events ?? 0 }
 
     public init(id: String, state: VMRunState, l1VCPUs: Int, policies: [PolicySpec], stats: [StatsSnapshot], vcpus: [Counters],
-                lockWait: LockWait) {
+                lockWait: LockWait, lockWaits: [LockWait] = []) {
         self.id = id
         self.state = state
         self.l1VCPUs = l1VCPUs
@@ -56,26 +76,78 @@ public struct VMSnapshot: Sendable {
         self.stats = stats
         self.vcpus = vcpus
         self.lockWait = lockWait
+        self.lockWaits = lockWaits
     }
 }
 
-/// One VM served by the daemon: its engines (primary, then shadows) behind one lock, and one
-/// serial DispatchQueue per L1 vCPU that applies that vCPU's batches.
+/// The VM-wide mapped units (contexts or vCPUs with P pages mapped) of one per-vCPU policy and
+/// their peak, kept without a lock: vCPU lanes add their changes, event by event.
+final class MappedUnits: Sendable {
+    let units = Atomic<Int>(0)
+    let peak = Atomic<Int>(0)
+
+    func add(_ d: Int) {
+        raisePeak(to: units.wrappingAdd(d, ordering: .relaxed).newValue)
+    }
+
+    func raisePeak(to v: Int) {
+        var p = peak.load(ordering: .relaxed)
+        while v > p {
+            let (exchanged, original) = peak.compareExchange(expected: p, desired: v, ordering: .relaxed)
+            if exchanged { break }
+            p = original
+        }
+    }
+}
+
+/// One VM served by the daemon: its policies' state and one serial DispatchQueue per L1 vCPU
+/// that applies that vCPU's batches.
 ///
-/// Engines are fed batches of events that all name this VM as index 0 of `registry`.
+/// Locks, as the kernel would take them (docs/DESIGN-NOTES.md, "Locks"):
+/// - a `per-vm-table` policy is one engine for the whole VM behind its own lock (the table's
+///   spinlock): vCPU queues contend for it;
+/// - the per-vCPU policies (`per-vcpu-lru:K`, `single`, `map-per-entry`) are one `VCPUShard` per
+///   vCPU, all of one vCPU in that vCPU's *lane*, behind the lane's lock. Only that vCPU's queue
+///   applies events to it; `publish` and `resetCounters` are the only other takers. The VM-wide
+///   facts come from outside: migrations from the feeder (`SwitchTracker`, in stream order),
+///   mapped pages and their peak from `MappedUnits` (atomics).
+///
+/// Engines are fed batches of events of one vCPU that all name this VM as index 0 of `registry`.
 public final class VMRuntime: Sendable {
     public let id: String
     public let policies: [PolicySpec]
     let registry: VMRegistry
     /// The declaration the VM was made with (a looping trace must not change it).
     var info: VMInfo { registry.infos[0] }
+    let defaultPagesPerContext: Int
+    /// `P`.
+    let pagesPerContext: UInt64
 
-    struct Engines: Sendable {
-        var engines: [any PolicyEngine]
+    /// A per-vm-table policy: its engine behind its own lock.
+    struct TableSlot: Sendable {
+        var engine: any PolicyEngine
         var lockWait = LockWait()
     }
 
-    let engines: Locked<Engines>
+    /// One vCPU's shards of every per-vCPU policy (in `shardPolicies` order) and its lock's wait.
+    struct LaneState: Sendable {
+        var shards: [any VCPUShard]
+        var lockWait = LockWait()
+    }
+
+    /// Where policy `i` (configuration order) lives.
+    enum Placement: Sendable {
+        case table(Int)
+        case shards(Int)
+    }
+
+    let placements: [Placement]
+    let tables: [Locked<TableSlot>]
+    let shardPolicies: [PolicySpec]
+    /// Per per-vCPU policy (`shardPolicies` order).
+    let mapped: [MappedUnits]
+    /// Lanes by vCPU index, created as vCPUs appear (none without per-vCPU policies).
+    let lanes = Locked<[Locked<LaneState>]>([])
     /// Serial queues by vCPU index, created as vCPUs appear.
     let queues = Locked<[DispatchQueue]>([])
     /// Batches handed to and finished by the queues: the watchdog's measure of progress.
@@ -89,21 +161,44 @@ public final class VMRuntime: Sendable {
     /// nil with `bounds_window = 0`: nothing recorded, `show bounds` refused.
     let switchWindow: Locked<SwitchWindow>?
 
+    /// Whether the feeder must say which events are migrations (`SwitchTracker`): always, so
+    /// every policy, per-VM table included, counts the same migrations, those of the trace's
+    /// order, in concurrent ordering too.
+    var needsMigrations: Bool { true }
+
     /// `boundsWindow`: switches kept for `show bounds` (`[daemon] bounds_window`; 0: none).
     init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int, boundsWindow: Int = 8192) {
         self.id = info.id
         self.switchWindow = boundsWindow > 0 ? Locked(SwitchWindow(capacity: boundsWindow)) : nil
         self.policies = policies
+        self.defaultPagesPerContext = defaultPagesPerContext
+        self.pagesPerContext = UInt64(info.pagesPerContext ?? defaultPagesPerContext)
         var r = VMRegistry()
         r.update(r.intern(info.id), info)
         self.registry = r
-        var engines = policies.map { $0.makeEngine(defaultPagesPerContext: defaultPagesPerContext) }
-        for i in engines.indices { engines[i].sync(with: r) }
-        self.engines = Locked(Engines(engines: engines))
+        var placements: [Placement] = []
+        var tables: [Locked<TableSlot>] = []
+        var shardPolicies: [PolicySpec] = []
+        for p in policies {
+            if p.isPerVCPU {
+                placements.append(.shards(shardPolicies.count))
+                shardPolicies.append(p)
+            } else {
+                placements.append(.table(tables.count))
+                var e = p.makeEngine(defaultPagesPerContext: defaultPagesPerContext)
+                e.sync(with: r)
+                tables.append(Locked(TableSlot(engine: e)))
+            }
+        }
+        self.placements = placements
+        self.tables = tables
+        self.shardPolicies = shardPolicies
+        self.mapped = shardPolicies.map { _ in MappedUnits() }
         self.published = Locked(VMSnapshot(
-            id: info.id, state: .running, l1VCPUs: engines.first?.l1VCPUs(vm: 0) ?? 0, policies: policies,
-            stats: engines.map { $0.snapshot(vm: 0) }, vcpus: [], lockWait: LockWait()))
+            id: info.id, state: .running, l1VCPUs: info.l1VCPUs ?? 0, policies: policies,
+            stats: [], vcpus: [], lockWait: LockWait()))
         if let m = info.l1VCPUs { _ = queue(m - 1) }
+        publish()
     }
 
     public var state: VMRunState {
@@ -131,33 +226,56 @@ public final class VMRuntime: Sendable {
         }
     }
 
-    /// Applies events of this VM (index 0) to every engine under the VM's lock, recording the wait.
-    /// Called on a vCPU queue (or inline in tests).
-    func apply(_ events: UnsafeBufferPointer<Event>) {
+    /// vCPU `v`'s lane, creating lanes up to it; nil when the VM has no per-vCPU policy.
+    func lane(_ v: Int) -> Locked<LaneState>? {
+        guard !shardPolicies.isEmpty else { return nil }
+        return lanes.withLock { ls in
+            while ls.count <= v {
+                ls.append(Locked(LaneState(shards: shardPolicies.compactMap {
+                    $0.makeShard(info: info, defaultPagesPerContext: defaultPagesPerContext)
+                })))
+            }
+            return ls[v]
+        }
+    }
+
+    /// Applies events of one vCPU of this VM (index 0): to each per-vm-table engine under its
+    /// lock, then to the vCPU's shards under its lane's lock, recording each wait. `migrations`:
+    /// from the feeder's `SwitchTracker`, one per event; `lane`: that vCPU's, from `lane(_:)`
+    /// (nil when the VM has no per-vCPU policy). Called on a vCPU queue.
+    func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, lane: Locked<LaneState>?) {
         nestcache_lower_thread_priority_once(10)
+        for t in tables {
+            let asked = DispatchTime.now().uptimeNanoseconds
+            t.withLock { s in
+                s.lockWait.record(DispatchTime.now().uptimeNanoseconds &- asked)
+                s.engine.apply(events, migrations: migrations, registry: registry)
+            }
+        }
+        guard let lane else { return }
         let asked = DispatchTime.now().uptimeNanoseconds
-        engines.withLock { e in
-            let waited = DispatchTime.now().uptimeNanoseconds &- asked
-            e.lockWait.totalNs &+= waited
-            e.lockWait.acquisitions &+= 1
-            if waited > e.lockWait.maxNs { e.lockWait.maxNs = waited }
-            for i in e.engines.indices { e.engines[i].apply(events, registry: registry) }
+        lane.withLock { l in
+            l.lockWait.record(DispatchTime.now().uptimeNanoseconds &- asked)
+            for i in l.shards.indices {
+                let m = mapped[i]
+                l.shards[i].apply(events, migrations: migrations) { m.add($0) }
+            }
         }
     }
 
     /// Records a batch's events of this VM, in stream order, in the switch window: one lock
     /// per batch, on the feeder.
     func recordSwitches(_ events: [Event]) {
-        switchWindow?.withLock { $0.record(events) }
+        switchWindow?.withLock { w in events.withUnsafeBufferPointer { for e in $0 { w.record(e) } } }
     }
 
     /// The latest snapshot published at a batch boundary: what the control socket reads.
     ///
-    /// Readers never take the engines' lock: vCPU queues re-take that lock back to back, and a
-    /// futex is not fair, so a reader waiting on it under full load could wait for hundreds of
-    /// milliseconds. Instead the feeder publishes a snapshot when a batch is done (the lock is
-    /// then uncontended: it waits for its slices before the next batch), at most one batch
-    /// (4096 events) behind the engines, and exact once the VM is paused, done or failed.
+    /// Readers never take the engines' locks: vCPU queues re-take a per-VM table's lock back to
+    /// back, and a futex is not fair, so a reader waiting on it under full load could wait for
+    /// hundreds of milliseconds. Instead the feeder publishes a snapshot when a batch is done (the
+    /// locks are then uncontended: it waits for its slices before the next batch), at most one
+    /// batch (4096 events) behind the engines, and exact once the VM is paused, done or failed.
     let published: Locked<VMSnapshot>
 
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {
@@ -168,25 +286,108 @@ public final class VMRuntime: Sendable {
         return s
     }
 
-    /// Takes a snapshot under the engines' lock and publishes it. Called by the feeder between
-    /// batches, and after a reset.
+    /// Takes a snapshot and publishes it: each table under its lock, then each lane under its
+    /// lock. Called by the feeder between batches, and after a reset.
+    ///
+    /// A per-vCPU policy's counters and `mapped_pages` are the sum of its lanes, each read
+    /// consistently, so DESIGN §4's identities hold (they hold per vCPU); in concurrent ordering
+    /// the lanes are read one after another, not at one instant. `peak_mapped_pages` is the
+    /// highest VM-wide count after any event in the order the lanes applied them (exact in
+    /// strict ordering), raised to `mapped_pages` if the sum read is higher.
     func publish() {
-        let s = engines.withLock { e in
-            VMSnapshot(
-                id: id, state: state, l1VCPUs: e.engines.first?.l1VCPUs(vm: 0) ?? 0, policies: policies,
-                stats: e.engines.map { $0.snapshot(vm: 0) }, vcpus: e.engines.first?.vcpuCounters(vm: 0) ?? [],
-                lockWait: e.lockWait)
+        var stats = [StatsSnapshot](repeating: StatsSnapshot(), count: policies.count)
+        var waits = [LockWait](repeating: LockWait(), count: policies.count)
+        var vcpus: [Counters] = []
+        var l1 = info.l1VCPUs ?? 0
+        for (i, p) in placements.enumerated() {
+            guard case .table(let t) = p else { continue }
+            tables[t].withLock { s in
+                stats[i] = s.engine.snapshot(vm: 0)
+                waits[i] = s.lockWait
+                if i == 0 {
+                    vcpus = s.engine.vcpuCounters(vm: 0)
+                    l1 = s.engine.l1VCPUs(vm: 0)
+                }
+            }
         }
+        if !shardPolicies.isEmpty {
+            var sums = [StatsSnapshot](repeating: StatsSnapshot(), count: shardPolicies.count)
+            var laneWait = LockWait()
+            var seen = 0
+            var primary: [Counters] = []
+            var lastSeen = -1
+            for (v, lane) in lanes.withLock({ $0 }).enumerated() {
+                lane.withLock { l in
+                    for j in l.shards.indices {
+                        let s = l.shards[j].snapshot
+                        sums[j].counters += s.counters
+                        sums[j].gauges += s.gauges
+                        if j == 0 { primary.append(s.counters) }
+                    }
+                    if l.shards.first?.isSeen == true {
+                        seen += 1
+                        lastSeen = v
+                    }
+                    laneWait.merge(l.lockWait)
+                }
+            }
+            for (i, p) in placements.enumerated() {
+                guard case .shards(let j) = p else { continue }
+                var s = sums[j]
+                s.memoryBytes = info.memoryMiB.map { UInt64($0) << 20 }
+                s.countsLookups = policies[i] != .mapPerEntry
+                s.gauges.free = 0
+                mapped[j].raisePeak(to: Int(s.gauges.mappedPages / max(pagesPerContext, 1)))
+                s.gauges.peakMappedPages = max(UInt64(mapped[j].peak.load(ordering: .relaxed)) &* pagesPerContext, s.gauges.mappedPages)
+                stats[i] = s
+                waits[i] = laneWait
+                if i == 0 {
+                    vcpus = Array(primary.prefix(lastSeen + 1))
+                    l1 = info.l1VCPUs ?? seen
+                }
+            }
+        }
+        let s = VMSnapshot(id: id, state: state, l1VCPUs: l1, policies: policies, stats: stats, vcpus: vcpus,
+                           lockWait: waits.first ?? LockWait(), lockWaits: waits)
         published.withLock { $0 = s }
     }
 
-    /// Zeroes every policy's counters and the lock statistics (state and mappings are kept).
+    /// Zeroes every policy's counters and the lock statistics (state and mappings are kept; each
+    /// peak restarts at what is mapped now).
     public func resetCounters() {
-        engines.withLock { e in
-            for i in e.engines.indices { e.engines[i].resetCounters(vm: 0) }
-            e.lockWait = LockWait()
+        for t in tables {
+            t.withLock { s in
+                s.engine.resetCounters(vm: 0)
+                s.lockWait = LockWait()
+            }
         }
+        for lane in lanes.withLock({ $0 }) {
+            lane.withLock { l in
+                for j in l.shards.indices { l.shards[j].resetCounters() }
+                l.lockWait = LockWait()
+            }
+        }
+        for m in mapped { m.peak.store(m.units.load(ordering: .relaxed), ordering: .relaxed) }
         publish()
+    }
+
+    /// Checks every engine's and shard's invariants, and that the VM-wide mapped counts equal
+    /// the lanes' sums (tests; call it when no batch is in flight).
+    func checkInvariants() {
+        for t in tables { t.withLock { $0.engine.checkInvariants() } }
+        var units = [Int](repeating: 0, count: shardPolicies.count)
+        for lane in lanes.withLock({ $0 }) {
+            lane.withLock { l in
+                for j in l.shards.indices {
+                    l.shards[j].checkInvariants()
+                    units[j] += l.shards[j].mappedUnits
+                }
+            }
+        }
+        for j in units.indices {
+            precondition(units[j] == mapped[j].units.load(ordering: .relaxed), "\(id) \(shardPolicies[j]): lanes map \(units[j]) units, counted \(mapped[j].units.load(ordering: .relaxed))")
+            precondition(units[j] <= mapped[j].peak.load(ordering: .relaxed), "\(id) \(shardPolicies[j]): peak below the mapped units")
+        }
     }
 
     /// True when a batch has been waiting on some queue since `lastCompleted` was read.

@@ -115,7 +115,19 @@ public final class WorkloadRunner: @unchecked Sendable {
     private var traceStart: UInt64?
     private var loopOffset: UInt64 = 0
     private var lastTime: UInt64 = 0
-    private var buckets: [[Event]] = []
+    /// The next batch's outcome (more events or the end), when it was read ahead (`pending`
+    /// then holds it).
+    private var readAhead: Result<Bool, TraceError>?
+    /// A concurrent batch is being applied (its group has not notified yet).
+    private var isInFlight = false
+    /// Scratch for `dispatch`: which vCPU indices a VM's batch names (all false between uses).
+    private var vcpuPresent: [Bool] = []
+    /// Per VM that has per-vCPU policies: its `SwitchTracker`, which says in stream order which
+    /// events are migrations (the vCPU lanes see one vCPU each). By VM id (kept across loops);
+    /// `trackerOf` maps a source VM index to it (-1: none needed).
+    private var trackerByID: [String: Int] = [:]
+    private var trackers: [SwitchTracker] = []
+    private var trackerOf: [Int] = []
 
     /// A `[[live]]` source (nil for the other kinds): its input, when a line last arrived, and
     /// whether its VMs show `waiting`.
@@ -231,14 +243,21 @@ public final class WorkloadRunner: @unchecked Sendable {
     // MARK: - Feeding
 
     private func pump() {
-        guard !isStopped, !isPaused, !isFinished else { return }
+        // In flight: the batch's end pumps (a resume must not start a second batch meanwhile).
+        guard !isStopped, !isPaused, !isFinished, !isInFlight else { return }
         do throws(TraceError) {
-            if next >= pending.count {
-                guard var s = source else { return }
-                let more = try s.next(into: &pending, limit: batchSize)
-                source = s
-                next = 0
-                try adoptNewVMs()
+            if readAhead != nil || next >= pending.count {
+                let more: Bool
+                if let r = readAhead {
+                    readAhead = nil
+                    more = try r.get()
+                } else {
+                    guard var s = source else { return }
+                    more = try s.next(into: &pending, limit: batchSize)
+                    source = s
+                    next = 0
+                    try adoptNewVMs()
+                }
                 if let live {
                     // Any line counts as arrival (a capture's kvm_exit lines make no event).
                     if live.lineNumber != linesSeen {
@@ -257,6 +276,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                         // The new reader numbers VMs from 0 in its own order: map them again by
                         // id (the file may have changed since the last pass).
                         byIndex = []
+                        trackerOf = []
                         feeder.async { [self] in pump() }
                     } else {
                         finish()
@@ -273,8 +293,27 @@ public final class WorkloadRunner: @unchecked Sendable {
             }
             dispatch(next..<end)
             next = end
+            readAheadIfWorthIt()
         } catch {
             fail(error)
+        }
+    }
+
+    /// At speed max in concurrent ordering, reads the next batch (and adopts its new VMs) while
+    /// the vCPU queues apply the one just dispatched: the feeder's reading (a simulator, a trace
+    /// reader) overlaps their work instead of waiting for it. `pump`, called when they are done,
+    /// dispatches it. Strict ordering applies synchronously; live sources and paced speeds read
+    /// as they go.
+    private func readAheadIfWorthIt() {
+        guard kind.ordering == .concurrent, live == nil, kind.speed.scale == nil, next >= pending.count, var s = source else { return }
+        do throws(TraceError) {
+            let more = try s.next(into: &pending, limit: batchSize)
+            source = s
+            next = 0
+            try adoptNewVMs()
+            readAhead = .success(more)
+        } catch {
+            readAhead = .failure(error)
         }
     }
 
@@ -304,10 +343,30 @@ public final class WorkloadRunner: @unchecked Sendable {
     private var windowBuckets: [[Event]] = []
 
     /// Hands each VM its events of the batch, in trace order, for its switch window (`show
-    /// bounds`): here, where the order is known, with one lock per VM per batch; the vCPU queues
-    /// and the engines' lock are not involved.
-    private func recordSwitches(_ range: Range<Int>) {
+    /// bounds`): one copy and one lock per VM per batch; the vCPU queues and the engines' locks
+    /// are not involved. With `group` (concurrent ordering) the recording runs on the global queue
+    /// beside the vCPU queues, in the batch's group: the batch ends when it is recorded too, so
+    /// the window is exact at every batch boundary as before, and batches never overlap.
+    private func recordSwitches(_ range: Range<Int>, group: DispatchGroup?) {
+        let byIndex = self.byIndex
+        func record(_ vm: VMRuntime, _ events: [Event]) {
+            if let group {
+                DispatchQueue.global().async(group: group) { vm.recordSwitches(events) }
+            } else {
+                vm.recordSwitches(events)
+            }
+        }
+        // The common case, one VM in the batch: its events are the batch.
+        let first = pending[range.lowerBound].vm
+        let oneVM = pending.withUnsafeBufferPointer { p in range.allSatisfy { p[$0].vm == first } }
+        if oneVM {
+            let v = Int(first)
+            if v >= 0, v < byIndex.count, let vm = byIndex[v] { record(vm, Array(pending[range])) }
+            return
+        }
         var touched: [Int] = []
+        var windowBuckets = self.windowBuckets
+        self.windowBuckets = []
         for i in range {
             let v = Int(pending[i].vm)
             guard v >= 0, v < byIndex.count, byIndex[v] != nil else { continue }
@@ -316,15 +375,24 @@ public final class WorkloadRunner: @unchecked Sendable {
             windowBuckets[v].append(pending[i])
         }
         for v in touched {
-            byIndex[v]?.recordSwitches(windowBuckets[v])
+            if let vm = byIndex[v] { record(vm, windowBuckets[v]) }
             windowBuckets[v] = []
         }
+        self.windowBuckets = windowBuckets
+    }
+
+    /// Whether event `i` of `pending` is a migration, by its VM's tracker (false without one).
+    /// Must be asked for every event of a tracked VM, in stream order.
+    @inline(__always)
+    private func isMigration(_ e: Event, _ trackers: UnsafeMutableBufferPointer<SwitchTracker>) -> Bool {
+        let t = trackerOf[Int(e.vm)]
+        return t >= 0 && trackers[t].isMigration(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
     }
 
     private func dispatch(_ range: Range<Int>) {
         lastTime = pending[range.upperBound - 1].timeNs &+ loopOffset
-        recordSwitches(range)
         if kind.ordering == .strict {
+            recordSwitches(range, group: nil)
             // Runs of consecutive events of one vCPU, one after another, in trace order.
             var touched: [ObjectIdentifier: VMRuntime] = [:]
             var i = range.lowerBound
@@ -334,10 +402,17 @@ public final class WorkloadRunner: @unchecked Sendable {
                 while j < range.upperBound, pending[j].vm == first.vm, pending[j].vcpu == first.vcpu { j += 1 }
                 guard let vm = byIndex[Int(first.vm)] else { i = j; continue }
                 var run = Array(pending[i..<j])
+                var flags: [Bool] = []
+                if vm.needsMigrations {
+                    flags = trackers.withUnsafeMutableBufferPointer { tr in run.map { isMigration($0, tr) } }
+                }
                 for k in run.indices { run[k].vm = 0 }
+                let lane = vm.lane(Int(first.vcpu))
                 vm.submitted.add(1, ordering: .relaxed)
                 vm.queue(queueLayout == .single ? 0 : Int(first.vcpu)).sync {
-                    run.withUnsafeBufferPointer { vm.apply($0) }
+                    run.withUnsafeBufferPointer { events in
+                        flags.withUnsafeBufferPointer { vm.apply(events, migrations: $0, lane: lane) }
+                    }
                 }
                 vm.completed.add(1, ordering: .relaxed)
                 touched[ObjectIdentifier(vm)] = vm
@@ -347,41 +422,123 @@ public final class WorkloadRunner: @unchecked Sendable {
             feeder.async { [self] in pump() }
             return
         }
-        // Concurrent: one slice per (VM, vCPU), order kept within each.
-        var slots: [(vm: VMRuntime, vcpu: Int, bucket: Int)] = []
-        var slotOf: [Int: Int] = [:]
-        for i in range {
-            let e = pending[i]
-            guard let vm = byIndex[Int(e.vm)] else { continue }
-            let key = Int(e.vm) << 16 | (queueLayout == .single ? 0 : Int(e.vcpu))
-            let b: Int
-            if let s = slotOf[key] {
-                b = slots[s].bucket
-            } else {
-                b = slots.count
-                slotOf[key] = b
-                slots.append((vm, queueLayout == .single ? 0 : Int(e.vcpu), b))
-                if buckets.count <= b { buckets.append([]) }
-                buckets[b].removeAll(keepingCapacity: true)
+        // Concurrent: per VM, its events of the batch (one copy; the batch itself when it names
+        // one VM) with `vm = 0` and their migration flags, made here in one pass in stream order.
+        // Each vCPU's closure then picks its own events out of that shared copy on its queue: the
+        // split by vCPU runs on the vCPU queues, in parallel, not on this serial feeder.
+        let byIndex = self.byIndex
+        var perVM: [(vm: VMRuntime, index: Int, events: [Event])] = []
+        let first = pending[range.lowerBound].vm
+        if pending.withUnsafeBufferPointer({ p in range.allSatisfy { p[$0].vm == first } }) {
+            if let vm = byIndex[Int(first)] { perVM.append((vm, Int(first), Array(pending[range]))) }
+        } else {
+            var at: [Int: Int] = [:]
+            for i in range {
+                let vi = Int(pending[i].vm)
+                guard let vm = byIndex[vi] else { continue }
+                if let k = at[vi] {
+                    perVM[k].events.append(pending[i])
+                } else {
+                    at[vi] = perVM.count
+                    perVM.append((vm, vi, [pending[i]]))
+                }
             }
-            var local = e
-            local.vm = 0
-            buckets[b].append(local)
         }
         let group = DispatchGroup()
-        for slot in slots {
-            let events = buckets[slot.bucket]
-            slot.vm.submitted.add(1, ordering: .relaxed)
-            slot.vm.queue(slot.vcpu).async(group: group) {
-                events.withUnsafeBufferPointer { slot.vm.apply($0) }
-                slot.vm.completed.add(1, ordering: .relaxed)
+        recordSwitches(range, group: group)
+        isInFlight = true
+        var trackers = self.trackers
+        self.trackers = []
+        var present = self.vcpuPresent
+        for k in perVM.indices {
+            var batch = perVM[k]
+            perVM[k].events = []  // `batch` holds the only reference: no copy on write below
+            let t = trackerOf[batch.index]
+            var flags = [Bool](repeating: false, count: t >= 0 ? batch.events.count : 0)
+            var vcpus: [Int] = []
+            let top = batch.events.withUnsafeBufferPointer { ev in ev.reduce(0) { max($0, Int($1.vcpu)) } }
+            if present.count <= top { present.append(contentsOf: repeatElement(false, count: top + 1 - present.count)) }
+            batch.events.withUnsafeMutableBufferPointer { ev in
+                flags.withUnsafeMutableBufferPointer { fl in
+                    trackers.withUnsafeMutableBufferPointer { tr in
+                        present.withUnsafeMutableBufferPointer { seen in
+                            for i in ev.indices {
+                                let v = Int(ev[i].vcpu)
+                                if t >= 0 { fl[i] = tr[t].isMigration(vcpu: v, op: ev[i].op, gpa: ev[i].gpa) }
+                                ev[i].vm = 0
+                                if !seen[v] {
+                                    seen[v] = true
+                                    vcpus.append(v)
+                                }
+                            }
+                            for v in vcpus { seen[v] = false }
+                        }
+                    }
+                }
+            }
+            let events = batch.events
+            let vm = batch.vm
+            for v in vcpus {
+                let lane = vm.lane(v)
+                vm.submitted.add(1, ordering: .relaxed)
+                vm.queue(queueLayout == .single ? 0 : v).async(group: group) { [flags] in
+                    // This vCPU's events (and flags) in order, gathered here on its queue: a
+                    // counting pass, then one fill of exactly sized arrays.
+                    let vcpu = UInt16(truncatingIfNeeded: v)
+                    let n = events.withUnsafeBufferPointer { ev in
+                        var n = 0
+                        for i in ev.indices where ev[i].vcpu == vcpu { n &+= 1 }
+                        return n
+                    }
+                    var mineFlags: [Bool] = []
+                    let mine = events.withUnsafeBufferPointer { ev in
+                        [Event](unsafeUninitializedCapacity: n) { out, count in
+                            var k = 0
+                            for i in ev.indices where ev[i].vcpu == vcpu {
+                                out.initializeElement(at: k, to: ev[i])
+                                k &+= 1
+                            }
+                            count = k
+                        }
+                    }
+                    if !flags.isEmpty {
+                        mineFlags = events.withUnsafeBufferPointer { ev in
+                            flags.withUnsafeBufferPointer { fl in
+                                [Bool](unsafeUninitializedCapacity: n) { out, count in
+                                    var k = 0
+                                    for i in ev.indices where ev[i].vcpu == vcpu {
+                                        out.initializeElement(at: k, to: fl[i])
+                                        k &+= 1
+                                    }
+                                    count = k
+                                }
+                            }
+                        }
+                    }
+                    mine.withUnsafeBufferPointer { ev in
+                        mineFlags.withUnsafeBufferPointer { vm.apply(ev, migrations: $0, lane: lane) }
+                    }
+                    vm.completed.add(1, ordering: .relaxed)
+                }
             }
         }
-        let touched = Dictionary(slots.map { (ObjectIdentifier($0.vm), $0.vm) }, uniquingKeysWith: { a, _ in a }).values
+        self.trackers = trackers
+        self.vcpuPresent = present
+        let touched = perVM.map(\.vm)
         group.notify(queue: feeder) { [self] in
+            isInFlight = false
             for vm in touched { vm.publish() }
             pump()
         }
+    }
+
+    /// The tracker index for `vm` (created on first use), or -1 when it needs none.
+    private func trackerIndex(for vm: VMRuntime?) -> Int {
+        guard let vm, vm.needsMigrations else { return -1 }
+        if let t = trackerByID[vm.id] { return t }
+        trackers.append(SwitchTracker())
+        trackerByID[vm.id] = trackers.count - 1
+        return trackers.count - 1
     }
 
     /// Creates the VMs the source has named since the last look.
@@ -396,18 +553,21 @@ public final class WorkloadRunner: @unchecked Sendable {
                     throw TraceError(.badData, file: kind.name, "VM \(info.id) is declared differently than when it started (the trace changed while looping)")
                 }
                 byIndex.append(vm)
+                trackerOf.append(trackerIndex(for: vm))
                 continue
             }
             let vm = VMRuntime(info: info, policies: kind.policies, defaultPagesPerContext: defaultPagesPerContext,
                                boundsWindow: boundsWindow)
             guard directory.add(vm, fedBy: self) else {
                 byIndex.append(nil)
+                trackerOf.append(-1)
                 logger.error("VM id already served by another workload; its events are ignored",
                              metadata: ["nestcache.event": "trace-error", "nestcache.vm": "\(info.id)"])
                 continue
             }
             vmsByID[info.id] = vm
             byIndex.append(vm)
+            trackerOf.append(trackerIndex(for: vm))
             if isPaused { vm.setState(.paused) }
             logger.info("VM started: \(kind.name), policy \(kind.policies[0]), shadows \(kind.policies.dropFirst().map(\.description).joined(separator: ","))",
                         metadata: ["nestcache.event": "vm-start", "nestcache.vm": "\(info.id)",

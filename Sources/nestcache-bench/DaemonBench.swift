@@ -7,39 +7,44 @@ import NestCacheDaemon
 import NestCacheWorkload
 import Synchronization
 
-/// Events/s through nestcached's runtime at speed max: one 16-vCPU simulated VM, the primary
-/// policy and 3 shadows, with one serial queue per vCPU and with a single queue.
+/// Events/s through nestcached's runtime at speed max: one 16-vCPU simulated VM, with one serial
+/// queue per vCPU and with a single queue, for two policy sets: the per-VM table primary with 3
+/// per-vCPU shadows, and per-vCPU policies only. `--policies P,S,...` runs one set instead.
 func daemonThroughputBench() async throws {
     let n = option("--events", default: 10_000_000)
     let runs = option("--runs", default: 3)
-    print("daemon runtime: \(n) events, 1 VM of 16 L1 vCPUs (cloud-mixed with 16 L1 vCPUs, 128 L2 vCPUs), speed max;")
-    print("per-vm-table:8 + shadows per-vcpu-lru:3, single, map-per-entry; median of \(runs) runs")
-    print("| queues | M events/s | lock wait per batch (µs) |")
-    print("| --- | ---: | ---: |")
-    for layout in [WorkloadRunner.QueueLayout.perVCPU, .single] {
-        var rates: [Double] = []
-        var waits: [Double] = []
-        for _ in 0..<runs {
-            var spec = try WorkloadSpec.preset(named: "cloud-mixed")
-            try spec.set("l1_vcpus", "16")
-            try spec.set("l2_vcpus", "128")
-            try spec.set("events", String(n))
-            try spec.set("vm", "bench")
-            let vm = DaemonConfig.SimulatedVM(
-                id: "bench", workload: spec, policy: .seed, shadowPolicies: [.perVCPULRU(k: 3), .single, .mapPerEntry], speed: .max)
-            let directory = VMDirectory()
-            let runner = WorkloadRunner(kind: .simulated(vm), directory: directory, defaultPagesPerContext: 4,
-                                        logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, queueLayout: layout)
-            let start = DispatchTime.now().uptimeNanoseconds
-            runner.start()
-            while directory.all.first?.state != .done { try await Task.sleep(for: .milliseconds(5)) }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            let snap = directory.all[0].snapshot()
-            precondition(snap.events == UInt64(n), "lost events: \(snap.events)")
-            rates.append(Double(n) / seconds / 1e6)
-            waits.append(Double(snap.lockWait.totalNs) / Double(max(snap.lockWait.acquisitions, 1)) / 1000)
+    var sets: [[PolicySpec]] = [[.seed, .perVCPULRU(k: 3), .single, .mapPerEntry], [.perVCPULRU(k: 3), .single, .mapPerEntry]]
+    let args = CommandLine.arguments
+    if let i = args.firstIndex(of: "--policies"), i + 1 < args.count { sets = [try PolicySpec.parseList(args[i + 1])] }
+    print("daemon runtime: \(n) events, 1 VM of 16 L1 vCPUs (cloud-mixed with 16 L1 vCPUs, 128 L2 vCPUs), speed max; median of \(runs) runs")
+    print("| policies (primary first) | queues | M events/s | primary's lock wait per batch (µs) |")
+    print("| --- | --- | ---: | ---: |")
+    for policies in sets {
+        for layout in [WorkloadRunner.QueueLayout.perVCPU, .single] {
+            var rates: [Double] = []
+            var waits: [Double] = []
+            for _ in 0..<runs {
+                var spec = try WorkloadSpec.preset(named: "cloud-mixed")
+                try spec.set("l1_vcpus", "16")
+                try spec.set("l2_vcpus", "128")
+                try spec.set("events", String(n))
+                try spec.set("vm", "bench")
+                let vm = DaemonConfig.SimulatedVM(
+                    id: "bench", workload: spec, policy: policies[0], shadowPolicies: Array(policies.dropFirst()), speed: .max)
+                let directory = VMDirectory()
+                let runner = WorkloadRunner(kind: .simulated(vm), directory: directory, defaultPagesPerContext: 4,
+                                            logger: Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }, queueLayout: layout)
+                let start = DispatchTime.now().uptimeNanoseconds
+                runner.start()
+                while directory.all.first?.state != .done { try await Task.sleep(for: .milliseconds(5)) }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                let snap = directory.all[0].snapshot()
+                precondition(snap.events == UInt64(n), "lost events: \(snap.events)")
+                rates.append(Double(n) / seconds / 1e6)
+                waits.append(Double(snap.lockWait.totalNs) / Double(max(snap.lockWait.acquisitions, 1)) / 1000)
+            }
+            print("| \(policies.map(\.description).joined(separator: ", ")) | \(layout == .perVCPU ? "one per vCPU (16)" : "one for the VM") | \(fmt(median(rates))) | \(fmt(median(waits), 2)) |")
         }
-        print("| \(layout == .perVCPU ? "one per vCPU (16)" : "one for the VM") | \(fmt(median(rates))) | \(fmt(median(waits), 2)) |")
     }
 }
 

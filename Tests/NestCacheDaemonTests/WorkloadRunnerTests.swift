@@ -80,6 +80,56 @@ import Testing
             }
         }
         #expect(directory.all.map { $0.snapshot().events } == [20_000, 20_000])
+        for vm in directory.all {
+            vm.checkInvariants()
+            // One lock wait per policy: the table's own lock, the lanes' for the per-vCPU ones.
+            let s = vm.snapshot()
+            #expect(s.lockWaits.count == policies.count)
+            #expect(s.lockWaits.allSatisfy { $0.acquisitions > 0 })
+            #expect(s.lockWait == s.lockWaits[0])
+        }
+    }
+
+    /// Per-vCPU policies only, concurrent ordering: no VM-wide lock, and still nothing lost;
+    /// migrations come from the feeder in stream order, so every policy counts the same ones
+    /// as `nestcache replay`, and the VM-wide mapped count equals the lanes' sum.
+    @Test func perVCPUPoliciesRunWithoutAVMLock() async throws {
+        let path = try Self.trace()
+        let policies: [PolicySpec] = [.perVCPULRU(k: 3), .single, .mapPerEntry]
+        let source = DaemonConfig.ReplaySource(
+            trace: path, format: .native, speed: .max, loop: false, ordering: .concurrent, vm: nil,
+            policy: policies[0], shadowPolicies: Array(policies.dropFirst()))
+        let directory = VMDirectory()
+        let runner = WorkloadRunner(kind: .replay(source), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
+        runner.start()
+        var checked = 0
+        for _ in 0..<200 {
+            for vm in directory.all {
+                for s in vm.snapshot().stats {
+                    #expect(s.brokenIdentity == nil, "\(vm.id): \(s.brokenIdentity ?? "")")
+                    checked += 1
+                }
+            }
+            if directory.all.count == 2, directory.all.allSatisfy({ $0.state == .done }) { break }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        try await Self.waitUntilDone(directory, count: 2)
+        #expect(checked > 0)
+        let files = TraceFileSequence(paths: [path], format: .native, vm: nil, invalidLines: .fail)
+        var engines = policies.map { $0.makeEngine() }
+        try NestCacheWorkload.Replay.drive(files, into: &engines)
+        for vm in directory.all {
+            vm.checkInvariants()
+            let s = vm.snapshot()
+            guard let index = files.registry.index(of: vm.id) else { Issue.record("no \(vm.id)"); continue }
+            for (i, st) in s.stats.enumerated() {
+                let offline = engines[i].snapshot(vm: index)
+                // Per-vCPU policies depend on each vCPU's own order only: every counter is replay's.
+                #expect(st.counters == offline.counters, "\(vm.id) \(policies[i])")
+                #expect(st.gauges.contexts == offline.gauges.contexts && st.gauges.mappedPages == offline.gauges.mappedPages)
+            }
+            #expect(s.lockWaits.count == 3 && s.lockWaits.allSatisfy { $0 == s.lockWaits[0] && $0.acquisitions > 0 })
+        }
     }
 
     /// Concurrent ordering may interleave vCPUs but loses nothing, and every snapshot taken while

@@ -68,6 +68,26 @@ def test_show_info(setup):
     assert f"pid: {d.pid}\n" in text and f"socket: {d.socket}\n" in text, text
 
 
+def test_lock_wait_per_policy(setup):
+    """docs/DESIGN-NOTES.md, "Locks": `lock_wait` is the primary's; `lock_wait.policies` has each
+    policy's (a per-vm-table's own lock, "vm"; the vCPU lanes', "vcpu"), and the metrics one series
+    per policy."""
+    d = setup["d"]
+    s = d.stats()
+    metrics = d.request("show metrics")
+    for vm_id, vm in s["vms"].items():
+        lw = vm["lock_wait"]
+        names = [vm["policy"], *vm["shadows"]]
+        assert list(lw["policies"]) == names, (vm_id, lw)
+        for p, w in lw["policies"].items():
+            assert set(w) == {"total_ns", "max_ns", "acquisitions", "lock"}, (vm_id, p, w)
+            assert w["lock"] == ("vm" if p.startswith("per-vm-table") else "vcpu"), (vm_id, p, w)
+            assert w["max_ns"] <= w["total_ns"]
+            assert f'nestcache_lock_wait_seconds_total{{vm="{vm_id}",policy="{p}"}} ' in metrics, (vm_id, p)
+        primary = lw["policies"][vm["policy"]]
+        assert lw["lock"] == primary["lock"]
+
+
 def test_show_stats_json_shape(setup):
     d = setup["d"]
     s = d.stats()
