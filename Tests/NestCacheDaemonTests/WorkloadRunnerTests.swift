@@ -90,14 +90,11 @@ import Testing
         }
     }
 
-    /// Per-vCPU policies only, concurrent ordering: no VM-wide lock, and still nothing lost;
-    /// migrations come from the feeder in stream order, so every policy counts the same ones
-    /// as `nestcache replay`, and the VM-wide mapped count equals the lanes' sum.
-    @Test func perVCPUPoliciesRunWithoutAVMLock() async throws {
-        let path = try Self.trace()
-        let policies: [PolicySpec] = [.perVCPULRU(k: 3), .single, .mapPerEntry]
+    /// Replays `path` (its 2 VMs) in concurrent ordering under `policies` (primary first) and
+    /// checks DESIGN §4's identities on every snapshot taken while it runs; returns once done.
+    static func concurrentReplayCheckingSnapshots(_ path: String, policies: [PolicySpec]) async throws -> VMDirectory {
         let source = DaemonConfig.ReplaySource(
-            trace: path, format: .native, speed: .max, loop: false, ordering: .concurrent, vm: nil,
+            trace: path, format: .auto, speed: .max, loop: false, ordering: .concurrent, vm: nil,
             policy: policies[0], shadowPolicies: Array(policies.dropFirst()))
         let directory = VMDirectory()
         let runner = WorkloadRunner(kind: .replay(source), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
@@ -113,8 +110,19 @@ import Testing
             if directory.all.count == 2, directory.all.allSatisfy({ $0.state == .done }) { break }
             try await Task.sleep(for: .milliseconds(2))
         }
-        try await Self.waitUntilDone(directory, count: 2)
+        try await waitUntilDone(directory, count: 2)
         #expect(checked > 0)
+        return directory
+    }
+
+
+    /// Per-vCPU policies only, concurrent ordering: no VM-wide lock, and still nothing lost;
+    /// migrations come from the feeder in stream order, so every policy counts the same ones
+    /// as `nestcache replay`, and the VM-wide mapped count equals the lanes' sum.
+    @Test func perVCPUPoliciesRunWithoutAVMLock() async throws {
+        let path = try Self.trace()
+        let policies: [PolicySpec] = [.perVCPULRU(k: 3), .single, .mapPerEntry]
+        let directory = try await Self.concurrentReplayCheckingSnapshots(path, policies: policies)
         let files = TraceFileSequence(paths: [path], format: .native, vm: nil, invalidLines: .fail)
         var engines = policies.map { $0.makeEngine() }
         try NestCacheWorkload.Replay.drive(files, into: &engines)
@@ -136,25 +144,7 @@ import Testing
     /// it runs satisfies the identities of DESIGN §4.
     @Test func concurrentOrderingLosesNothingAndSnapshotsAreConsistent() async throws {
         let path = try Self.trace()
-        let source = DaemonConfig.ReplaySource(
-            trace: path, format: .auto, speed: .max, loop: false, ordering: .concurrent, vm: nil,
-            policy: .seed, shadowPolicies: [.perVCPULRU(k: 1)])
-        let directory = VMDirectory()
-        let runner = WorkloadRunner(kind: .replay(source), directory: directory, defaultPagesPerContext: 4, logger: Logger(label: "test"))
-        runner.start()
-        var checked = 0
-        for _ in 0..<200 {
-            for vm in directory.all {
-                for s in vm.snapshot().stats {
-                    #expect(s.brokenIdentity == nil, "\(vm.id): \(s.brokenIdentity ?? "")")
-                    checked += 1
-                }
-            }
-            if directory.all.count == 2, directory.all.allSatisfy({ $0.state == .done }) { break }
-            try await Task.sleep(for: .milliseconds(2))
-        }
-        try await Self.waitUntilDone(directory, count: 2)
-        #expect(checked > 0)
+        let directory = try await Self.concurrentReplayCheckingSnapshots(path, policies: [.seed, .perVCPULRU(k: 1)])
         for vm in directory.all {
             let s = vm.snapshot()
             #expect(s.events == 20_000)
