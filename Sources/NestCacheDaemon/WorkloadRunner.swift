@@ -490,31 +490,8 @@ public final class WorkloadRunner: @unchecked Sendable {
                         for i in ev.indices where ev[i].vcpu == vcpu { n &+= 1 }
                         return n
                     }
-                    var mineFlags: [Bool] = []
-                    let mine = events.withUnsafeBufferPointer { ev in
-                        [Event](unsafeUninitializedCapacity: n) { out, count in
-                            var k = 0
-                            for i in ev.indices where ev[i].vcpu == vcpu {
-                                out.initializeElement(at: k, to: ev[i])
-                                k &+= 1
-                            }
-                            count = k
-                        }
-                    }
-                    if !flags.isEmpty {
-                        mineFlags = events.withUnsafeBufferPointer { ev in
-                            flags.withUnsafeBufferPointer { fl in
-                                [Bool](unsafeUninitializedCapacity: n) { out, count in
-                                    var k = 0
-                                    for i in ev.indices where ev[i].vcpu == vcpu {
-                                        out.initializeElement(at: k, to: fl[i])
-                                        k &+= 1
-                                    }
-                                    count = k
-                                }
-                            }
-                        }
-                    }
+                    let mine = Self.gather(events, at: events, vcpu: vcpu, count: n)
+                    let mineFlags = flags.isEmpty ? [] : Self.gather(flags, at: events, vcpu: vcpu, count: n)
                     mine.withUnsafeBufferPointer { ev in
                         mineFlags.withUnsafeBufferPointer { vm.apply(ev, migrations: $0, lane: lane) }
                     }
@@ -529,6 +506,23 @@ public final class WorkloadRunner: @unchecked Sendable {
             isInFlight = false
             for vm in touched { vm.publish() }
             pump()
+        }
+    }
+
+    /// The `count` elements of `values` at the positions where `events` belong to `vcpu`, in
+    /// order, in one exactly sized array.
+    static func gather<T>(_ values: [T], at events: [Event], vcpu: UInt16, count: Int) -> [T] {
+        events.withUnsafeBufferPointer { ev in
+            values.withUnsafeBufferPointer { vals in
+                [T](unsafeUninitializedCapacity: count) { out, initialized in
+                    var k = 0
+                    for i in ev.indices where ev[i].vcpu == vcpu {
+                        out.initializeElement(at: k, to: vals[i])
+                        k &+= 1
+                    }
+                    initialized = k
+                }
+            }
         }
     }
 
