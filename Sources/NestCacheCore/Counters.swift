@@ -1,7 +1,73 @@
+/// One field of a row of `UInt64` counters (`Counters`, `Gauges`): the row's table of these is the
+/// one place a field's name, meaning and storage are listed together. Names, arithmetic, JSON,
+/// Prometheus (name and HELP) and the tests' checks all iterate the table.
+public struct CounterField<Row>: Sendable {
+    /// What a counter is a fact of. The stream's counters are the same under every policy.
+    public enum Role: Sendable { case stream, decision, pages, gauge }
+
+    /// The JSON and Prometheus name (DESIGN §4).
+    public let name: String
+    public let role: Role
+    /// One sentence: the Prometheus HELP text.
+    public let help: String
+    public nonisolated(unsafe) let keyPath: WritableKeyPath<Row, UInt64>
+
+    init(_ name: String, _ role: Role, _ keyPath: WritableKeyPath<Row, UInt64>, _ help: String) {
+        self.name = name
+        self.role = role
+        self.keyPath = keyPath
+        self.help = help
+    }
+}
+
+/// A struct whose stored properties are exactly the `UInt64`s of its `fields` table.
+///
+/// Reading fields through key paths costs about a microsecond per row (measured: 1.19 µs for 15
+/// fields against 2.7 ns for a loop over the words), and the daemon sums rows on every publish,
+/// so arithmetic and `values` walk the row as words when its layout is the table's (every field
+/// a word, in table order: checked once, and by a test); otherwise they fall back to key paths.
+public protocol CounterRow: Sendable, Equatable {
+    static var fields: [CounterField<Self>] { get }
+    /// `wordLayoutMatchesFields()`, computed once (a `static let` in the conforming type).
+    static var isWordsInTableOrder: Bool { get }
+    init()
+}
+
+extension CounterRow {
+    /// The names, in table order.
+    public static var names: [String] { fields.map(\.name) }
+
+    /// Whether the stored layout is one word per field, in table order.
+    public static func wordLayoutMatchesFields() -> Bool {
+        MemoryLayout<Self>.size == fields.count * 8
+            && fields.indices.allSatisfy { MemoryLayout<Self>.offset(of: fields[$0].keyPath) == $0 * 8 }
+    }
+
+    /// The values in the order of `names`.
+    public var values: [UInt64] {
+        guard Self.isWordsInTableOrder else { return Self.fields.map { self[keyPath: $0.keyPath] } }
+        return withUnsafeBytes(of: self) { Array($0.bindMemory(to: UInt64.self)) }
+    }
+
+    /// Field-wise sum, wrapping.
+    public static func += (a: inout Self, b: Self) {
+        guard isWordsInTableOrder else {
+            for f in fields { a[keyPath: f.keyPath] &+= b[keyPath: f.keyPath] }
+            return
+        }
+        withUnsafeMutableBytes(of: &a) { a in
+            withUnsafeBytes(of: b) { b in
+                let x = a.bindMemory(to: UInt64.self), y = b.bindMemory(to: UInt64.self)
+                for i in x.indices { x[i] &+= y[i] }
+            }
+        }
+    }
+}
+
 /// The counters of DESIGN §4 for one vCPU, or summed over a VM or a run.
 ///
-/// Field order is the order of DESIGN §4 and of every output (`Counters.names`).
-public struct Counters: Sendable, Equatable {
+/// The stored properties are `fields`, in the same order: DESIGN §4's, and every output's.
+public struct Counters: CounterRow {
     public var events: UInt64 = 0
     public var loads: UInt64 = 0
     public var entries: UInt64 = 0
@@ -20,35 +86,24 @@ public struct Counters: Sendable, Equatable {
 
     public init() {}
 
-    /// The JSON / Prometheus names, in DESIGN §4 order.
-    public static let names = [
-        "events", "loads", "entries", "clears", "switches", "hits", "misses", "allocs", "recycles",
-        "uncached", "steals", "migrations", "migration_hits", "map_pages", "unmap_pages",
+    public static let isWordsInTableOrder = wordLayoutMatchesFields()
+    public static let fields: [CounterField<Counters>] = [
+        .init("events", .stream, \.events, "Events applied (load + enter + clear)."),
+        .init("loads", .stream, \.loads, "VMPTRLD events."),
+        .init("entries", .stream, \.entries, "Nested VM entries (VMLAUNCH/VMRESUME/VMRUN)."),
+        .init("clears", .stream, \.clears, "VMCLEAR events."),
+        .init("switches", .stream, \.switches, "Switches to another control block."),
+        .init("hits", .decision, \.hits, "Switches served by a cached context."),
+        .init("misses", .decision, \.misses, "Switches not served by a cached context."),
+        .init("allocs", .decision, \.allocs, "Misses that allocated a new context."),
+        .init("recycles", .decision, \.recycles, "Misses that recycled an existing context."),
+        .init("uncached", .decision, \.uncached, "Misses that got no context."),
+        .init("steals", .decision, \.steals, "Hits on a context attached to another vCPU."),
+        .init("migrations", .stream, \.migrations, "Switches to a control block last switched to on another vCPU."),
+        .init("migration_hits", .decision, \.migrationHits, "Migrations served by a cached context."),
+        .init("map_pages", .pages, \.mapPages, "Guest pages mapped into the host."),
+        .init("unmap_pages", .pages, \.unmapPages, "Guest pages unmapped from the host."),
     ]
-
-    /// The values in the order of `names`.
-    public var values: [UInt64] {
-        [events, loads, entries, clears, switches, hits, misses, allocs, recycles,
-         uncached, steals, migrations, migrationHits, mapPages, unmapPages]
-    }
-
-    public static func += (a: inout Counters, b: Counters) {
-        a.events &+= b.events
-        a.loads &+= b.loads
-        a.entries &+= b.entries
-        a.clears &+= b.clears
-        a.switches &+= b.switches
-        a.hits &+= b.hits
-        a.misses &+= b.misses
-        a.allocs &+= b.allocs
-        a.recycles &+= b.recycles
-        a.uncached &+= b.uncached
-        a.steals &+= b.steals
-        a.migrations &+= b.migrations
-        a.migrationHits &+= b.migrationHits
-        a.mapPages &+= b.mapPages
-        a.unmapPages &+= b.unmapPages
-    }
 
     /// The identities of DESIGN §4 that involve counters only; nil when they hold, else which broke.
     public var brokenIdentity: String? {
@@ -63,7 +118,7 @@ public struct Counters: Sendable, Equatable {
 }
 
 /// The gauges of DESIGN §4, per VM (a total is the sum over VMs).
-public struct Gauges: Sendable, Equatable {
+public struct Gauges: CounterRow {
     public var contexts: UInt64 = 0
     public var free: UInt64 = 0
     public var mappedPages: UInt64 = 0
@@ -71,15 +126,13 @@ public struct Gauges: Sendable, Equatable {
 
     public init() {}
 
-    public static let names = ["contexts", "free", "mapped_pages", "peak_mapped_pages"]
-    public var values: [UInt64] { [contexts, free, mappedPages, peakMappedPages] }
-
-    public static func += (a: inout Gauges, b: Gauges) {
-        a.contexts &+= b.contexts
-        a.free &+= b.free
-        a.mappedPages &+= b.mappedPages
-        a.peakMappedPages &+= b.peakMappedPages
-    }
+    public static let isWordsInTableOrder = wordLayoutMatchesFields()
+    public static let fields: [CounterField<Gauges>] = [
+        .init("contexts", .gauge, \.contexts, "Contexts that exist (tables, per-vCPU lists, fallbacks)."),
+        .init("free", .gauge, \.free, "Contexts on the per-VM free list."),
+        .init("mapped_pages", .gauge, \.mappedPages, "Guest pages mapped into the host right now."),
+        .init("peak_mapped_pages", .gauge, \.peakMappedPages, "Highest mapped_pages after any event."),
+    ]
 }
 
 /// Nanosecond costs for `overhead_ns` (DESIGN §4).

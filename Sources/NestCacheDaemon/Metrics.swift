@@ -8,29 +8,8 @@ import NestCacheWorkload
 /// `recycles` and `steals` with a `vcpu` label; the lock wait per VM and policy. Series are sorted by VM, then by
 /// policy order in the configuration, so scrapes diff cleanly.
 public enum Metrics {
-    static let counterHelp: [String: String] = [
-        "events": "Events applied (load + enter + clear).",
-        "loads": "VMPTRLD events.",
-        "entries": "Nested VM entries (VMLAUNCH/VMRESUME/VMRUN).",
-        "clears": "VMCLEAR events.",
-        "switches": "Switches to another control block.",
-        "hits": "Switches served by a cached context.",
-        "misses": "Switches not served by a cached context.",
-        "allocs": "Misses that allocated a new context.",
-        "recycles": "Misses that recycled an existing context.",
-        "uncached": "Misses that got no context.",
-        "steals": "Hits on a context attached to another vCPU.",
-        "migrations": "Switches to a control block last switched to on another vCPU.",
-        "migration_hits": "Migrations served by a cached context.",
-        "map_pages": "Guest pages mapped into the host.",
-        "unmap_pages": "Guest pages unmapped from the host.",
-    ]
-    static let gaugeHelp: [String: String] = [
-        "contexts": "Contexts that exist (tables, per-vCPU lists, fallbacks).",
-        "free": "Contexts on the per-VM free list.",
-        "mapped_pages": "Guest pages mapped into the host right now.",
-        "peak_mapped_pages": "Highest mapped_pages after any event.",
-    ]
+    /// The counters also exported per vCPU (DESIGN §8).
+    static let perVCPUCounters: Set<String> = ["hits", "misses", "recycles", "steals"]
 
     public static func render(_ vms: [VMSnapshot], uptimeSeconds: Double, version: String) -> String {
         var out = ""
@@ -40,19 +19,21 @@ public enum Metrics {
         family(&out, "nestcache_uptime_seconds", "gauge", "Seconds since nestcached started.")
         out += "nestcache_uptime_seconds \(number(uptimeSeconds))\n"
 
-        for (i, name) in Counters.names.enumerated() {
-            family(&out, "nestcache_\(name)_total", "counter", counterHelp[name] ?? name)
+        for field in Counters.fields {
+            let name = field.name
+            family(&out, "nestcache_\(name)_total", "counter", field.help)
             for vm in vms {
                 for (p, stats) in zip(vm.policies, vm.stats) {
-                    out += "nestcache_\(name)_total{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.counters.values[i])\n"
+                    out += "nestcache_\(name)_total{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.counters[keyPath: field.keyPath])\n"
                 }
             }
         }
-        for (i, name) in Gauges.names.enumerated() {
-            family(&out, "nestcache_\(name)", "gauge", gaugeHelp[name] ?? name)
+        for field in Gauges.fields {
+            let name = field.name
+            family(&out, "nestcache_\(name)", "gauge", field.help)
             for vm in vms {
                 for (p, stats) in zip(vm.policies, vm.stats) {
-                    out += "nestcache_\(name){vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.gauges.values[i])\n"
+                    out += "nestcache_\(name){vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.gauges[keyPath: field.keyPath])\n"
                 }
             }
         }
@@ -68,13 +49,13 @@ public enum Metrics {
                 if let x = stats.exposure { out += "nestcache_exposure{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(number(x))\n" }
             }
         }
-        for name in ["hits", "misses", "recycles", "steals"] {
-            guard let i = Counters.names.firstIndex(of: name) else { continue }
-            family(&out, "nestcache_vcpu_\(name)_total", "counter", "Per L1 vCPU, primary policy: " + (counterHelp[name] ?? name))
+        for field in Counters.fields where perVCPUCounters.contains(field.name) {
+            let name = field.name
+            family(&out, "nestcache_vcpu_\(name)_total", "counter", "Per L1 vCPU, primary policy: " + field.help)
             for vm in vms {
                 guard let p = vm.policies.first else { continue }
                 for (v, c) in vm.vcpus.enumerated() where c.events > 0 {
-                    out += "nestcache_vcpu_\(name)_total{vm=\"\(escape(vm.id))\",vcpu=\"\(v)\",policy=\"\(p)\"} \(c.values[i])\n"
+                    out += "nestcache_vcpu_\(name)_total{vm=\"\(escape(vm.id))\",vcpu=\"\(v)\",policy=\"\(p)\"} \(c[keyPath: field.keyPath])\n"
                 }
             }
         }
