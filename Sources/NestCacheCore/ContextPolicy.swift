@@ -14,7 +14,8 @@ public enum SwitchOutcome: Equatable, Sendable {
 ///
 /// One value per VM. The engine owns the workload state of DESIGN §2 (current GPA, migrations,
 /// mapping at entry, counters) and calls the policy only for what differs between policies. A new
-/// policy is one file in `Policies/` and one case in `PolicySpec`.
+/// policy is one file in `Policies/` and one row in `PolicyKind.registry` (the checklist is
+/// there).
 public protocol ContextPolicy: Sendable {
     /// False for `map-per-entry`: no contexts, pages mapped at each entry and unmapped at the
     /// vCPU's next event. True for every caching policy: mapping happens at entry through the

@@ -40,7 +40,7 @@ extension PolicyEngine {
         t.memoryBytes = 0
         for i in 0..<vmCount { t += snapshot(vm: Int32(i)) }
         if vmCount == 0 { t.memoryBytes = nil }
-        t.countsLookups = spec != .mapPerEntry
+        t.countsLookups = spec.keepsMappings
         return t
     }
 }
@@ -103,7 +103,8 @@ public struct Engine<Policy: ContextPolicy>: PolicyEngine {
 
 // MARK: - Concrete engines
 
-/// What `PolicySpec.makeEngine` hands out: one non-generic type per policy type.
+/// What `PolicySpec.makeEngine` hands out: one non-generic type per policy type, declared in
+/// the policy's file.
 ///
 /// `Engine<Policy>`'s own conformance to `PolicyEngine` is generic, so a call through
 /// `any PolicyEngine` would run the unspecialized engine: every policy call through a witness
@@ -130,10 +131,3 @@ extension ConcreteEngine {
     public mutating func resetCounters(vm: Int32) { engine.resetCounters(vm: vm) }
     public func checkInvariants() { engine.checkInvariants() }
 }
-
-/// `per-vm-table:R`.
-struct PerVMTableEngine: ConcreteEngine { var engine: Engine<PerVMTable> }
-/// `per-vcpu-lru:K` and `single`.
-struct PerVCPULRUEngine: ConcreteEngine { var engine: Engine<PerVCPULRU> }
-/// `map-per-entry`.
-struct MapPerEntryEngine: ConcreteEngine { var engine: Engine<MapPerEntry> }

@@ -1,10 +1,15 @@
-/// A policy as spelled on the command line, in configs and on the socket (DESIGN §3): the only
-/// parser of policy names.
-public enum PolicySpec: Hashable, Sendable, CustomStringConvertible {
-    case perVMTable(contextsPerVCPU: Int)
-    case perVCPULRU(k: Int)
-    case single
-    case mapPerEntry
+/// A policy with its parameter, as spelled on the command line, in configs and on the socket
+/// (DESIGN §3): a row of `PolicyKind.registry` and an integer. The only parser of policy names.
+public struct PolicySpec: Hashable, Sendable, CustomStringConvertible {
+    public let kind: PolicyKind
+    /// R, K: within `kind.parameter`'s range; 0 when the kind takes none.
+    public let parameter: Int
+
+    /// Unchecked: callers in this module pass values in range (the constructors in `Policies/`).
+    init(kind: PolicyKind, parameter: Int) {
+        self.kind = kind
+        self.parameter = parameter
+    }
 
     /// Upper bounds that keep a typo from allocating gigabytes.
     public static let maxContextsPerVCPU = 4096
@@ -23,33 +28,28 @@ public enum PolicySpec: Hashable, Sendable, CustomStringConvertible {
         public init(description: String) { self.description = description }
     }
 
-    /// Parses `per-vm-table[:R]` (R >= 1, default 8), `per-vcpu-lru[:K]` (K >= 0, default 3),
-    /// `single`, `map-per-entry`.
+    /// Parses `NAME` or `NAME:N` for a row of the registry: `per-vm-table[:R]` (R >= 1, default
+    /// 8), `per-vcpu-lru[:K]` (K >= 0, default 3), `single`, `map-per-entry`.
     public init(parsing text: some StringProtocol) throws(ParseError) {
         let s = String(text)
         let parts = s.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        let name = parts[0]
         let arg = parts.count > 1 ? String(parts[1]) : nil
-
-        func number(_ what: String, _ min: Int, _ max: Int, default d: Int) throws(ParseError) -> Int {
-            guard let arg else { return d }
-            guard let n = Int(arg), n >= min, n <= max else {
-                throw ParseError(description: "policy '\(s)': \(what) must be an integer from \(min) to \(max), got '\(arg)'")
-            }
-            return n
+        guard let kind = PolicyKind.named(parts[0]) else {
+            throw ParseError(description: "unknown policy '\(s)' (expected \(PolicyKind.usageList))")
         }
-
-        switch name {
-        case "per-vm-table":
-            self = .perVMTable(contextsPerVCPU: try number("R (contexts per L1 vCPU)", 1, Self.maxContextsPerVCPU, default: 8))
-        case "per-vcpu-lru":
-            self = .perVCPULRU(k: try number("K (previous contexts per vCPU)", 0, Self.maxK, default: 3))
-        case "single", "map-per-entry":
-            guard arg == nil else { throw ParseError(description: "policy '\(s)': '\(name)' takes no parameter") }
-            self = name == "single" ? .single : .mapPerEntry
-        default:
-            throw ParseError(description: "unknown policy '\(s)' (expected per-vm-table:R, per-vcpu-lru:K, single or map-per-entry)")
+        guard let p = kind.parameter else {
+            guard arg == nil else { throw ParseError(description: "policy '\(s)': '\(kind.name)' takes no parameter") }
+            self.init(kind: kind, parameter: 0)
+            return
         }
+        guard let arg else {
+            self.init(kind: kind, parameter: p.defaultValue)
+            return
+        }
+        guard let n = Int(arg), p.range.contains(n) else {
+            throw ParseError(description: "policy '\(s)': \(p.letter) (\(p.meaning)) must be an integer from \(p.range.lowerBound) to \(p.range.upperBound), got '\(arg)'")
+        }
+        self.init(kind: kind, parameter: n)
     }
 
     /// Parses a comma-separated list, e.g. `single,per-vcpu-lru:3`.
@@ -64,29 +64,22 @@ public enum PolicySpec: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The canonical spelling (parameters always written).
-    public var description: String {
-        switch self {
-        case .perVMTable(let r): "per-vm-table:\(r)"
-        case .perVCPULRU(let k): "per-vcpu-lru:\(k)"
-        case .single: "single"
-        case .mapPerEntry: "map-per-entry"
-        }
-    }
+    public var description: String { kind.parameter == nil ? kind.name : "\(kind.name):\(parameter)" }
 
-    /// An engine for this policy over a whole stream. The policy's concrete type is chosen here,
-    /// once, and wrapped in a non-generic engine type (`ConcreteEngine`), so the per-event loop
-    /// behind `any PolicyEngine` is specialized for it.
+    /// `lru:3`, `table:8`, `single`: a column header that fits a 72-column table.
+    public var shortName: String { kind.parameter == nil ? kind.shortName : "\(kind.shortName):\(parameter)" }
+
+    /// False for `map-per-entry` (`PolicyKind.keepsMappings`).
+    public var keepsMappings: Bool { kind.keepsMappings }
+
+    /// Contexts the policy can ever keep mapped, per L1 vCPU (fallbacks included).
+    public var maxMappedContextsPerVCPU: Int { kind.maxMappedContextsPerVCPU(parameter) }
+
+    /// An engine for this policy over a whole stream. The policy's concrete type is chosen by
+    /// its row, once, and wrapped in a non-generic engine type (`ConcreteEngine`), so the
+    /// per-event loop behind `any PolicyEngine` is specialized for it.
     public func makeEngine(defaultPagesPerContext: Int = 4) -> any PolicyEngine {
-        switch self {
-        case .perVMTable(let r):
-            PerVMTableEngine(engine: Engine(spec: self, prototype: PerVMTable(contextsPerVCPU: r), defaultPagesPerContext: defaultPagesPerContext))
-        case .perVCPULRU(let k):
-            PerVCPULRUEngine(engine: Engine(spec: self, prototype: PerVCPULRU(k: k), defaultPagesPerContext: defaultPagesPerContext))
-        case .single:
-            PerVCPULRUEngine(engine: Engine(spec: self, prototype: PerVCPULRU(k: 0), defaultPagesPerContext: defaultPagesPerContext))
-        case .mapPerEntry:
-            MapPerEntryEngine(engine: Engine(spec: self, prototype: MapPerEntry(), defaultPagesPerContext: defaultPagesPerContext))
-        }
+        kind.makeEngine(self, defaultPagesPerContext)
     }
 }
 

@@ -29,26 +29,11 @@ public protocol VCPUShard: Sendable {
 extension PolicySpec {
     /// True for the policies that keep nothing VM-wide (`per-vcpu-lru:K`, `single`,
     /// `map-per-entry`): they can run as one `VCPUShard` per vCPU.
-    public var isPerVCPU: Bool {
-        if case .perVMTable = self { return false }
-        return true
-    }
+    public var isPerVCPU: Bool { kind.isPerVCPU }
 
     /// One vCPU's shard of this policy for a VM declared as `info`; nil for `per-vm-table`.
     public func makeShard(info: VMInfo, defaultPagesPerContext: Int) -> (any VCPUShard)? {
-        // A shard holds one vCPU (index 0): declared as a VM of one vCPU, it reserves room for
-        // one record, not M (the VM's `M` is the caller's; per-vCPU policies do not use it).
-        var info = info
-        info.l1VCPUs = 1
-        return switch self {
-        case .perVMTable: nil
-        case .perVCPULRU(let k):
-            LRUShard(engine: VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: PerVCPULRU(k: k)))
-        case .single:
-            LRUShard(engine: VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: PerVCPULRU(k: 0)))
-        case .mapPerEntry:
-            MapPerEntryShard(engine: VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: MapPerEntry()))
-        }
+        kind.makeShard?(self, info, defaultPagesPerContext)
     }
 }
 
@@ -57,9 +42,18 @@ extension PolicySpec {
 protocol ConcreteShard: VCPUShard {
     associatedtype Policy: ContextPolicy
     var engine: VMEngine<Policy> { get set }
+    init(engine: VMEngine<Policy>)
 }
 
 extension ConcreteShard {
+    /// A shard holds one vCPU (index 0): declared as a VM of one vCPU, it reserves room for one
+    /// record, not M (the VM's `M` is the caller's; per-vCPU policies do not use it).
+    init(info: VMInfo, defaultPagesPerContext: Int, policy: Policy) {
+        var info = info
+        info.l1VCPUs = 1
+        self.init(engine: VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: policy))
+    }
+
     public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
         precondition(migrations.count == events.count)
         for i in events.indices {

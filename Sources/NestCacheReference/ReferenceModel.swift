@@ -43,6 +43,7 @@ public final class ReferenceModel {
     var vms: [Int32: VM] = [:]
 
     public init(spec: PolicySpec, defaultPagesPerContext: Int = 4) {
+        precondition(Self.covers(spec.kind), "ReferenceModel has no rules for \(spec.kind)")
         self.spec = spec
         self.defaultPages = defaultPagesPerContext
     }
@@ -88,7 +89,7 @@ public final class ReferenceModel {
         case .clear:
             c.clears += 1
             if vm.current[v] == g { vm.current[v] = nil }
-            if case .perVMTable = spec, let ctx = vm.table[g], ctx.owner != nil {
+            if spec.kind == .perVMTable, let ctx = vm.table[g], ctx.owner != nil {
                 ctx.owner = nil
                 vm.freeList.append(ctx)
             }
@@ -98,7 +99,7 @@ public final class ReferenceModel {
     }
 
     func entry(_ vm: VM, _ v: Int, _ g: UInt64, _ c: inout Counters) {
-        if spec == .mapPerEntry {
+        if spec.kind == .mapPerEntry {
             vm.entryMapped.insert(v)
             c.mapPages += vm.pages
             return
@@ -116,14 +117,15 @@ public final class ReferenceModel {
     }
 
     func policySwitch(_ vm: VM, _ v: Int, _ g: UInt64) -> SwitchOutcome {
-        switch spec {
+        switch spec.kind {
         case .mapPerEntry:
             return .uncached
         case .single:
             return lruSwitch(vm, v, g, ways: 1)
-        case .perVCPULRU(let k):
-            return lruSwitch(vm, v, g, ways: k + 1)
-        case .perVMTable(let r):
+        case .perVCPULRU:
+            return lruSwitch(vm, v, g, ways: spec.parameter + 1)
+        case .perVMTable:
+            let r = spec.parameter
             if let ctx = vm.table[g] {
                 let stole = ctx.owner != nil && ctx.owner != v
                 if ctx.owner == nil { vm.freeList.removeAll { $0 === ctx } }
@@ -151,7 +153,14 @@ public final class ReferenceModel {
                 return .recycle
             }
             return .uncached
+        default:
+            preconditionFailure("ReferenceModel has no rules for \(spec.kind): write them (PolicyKind's checklist)")
         }
+    }
+
+    /// Whether this model has rules for `kind` (a policy added to the registry needs them).
+    public static func covers(_ kind: PolicyKind) -> Bool {
+        [PolicyKind.mapPerEntry, .single, .perVCPULRU, .perVMTable].contains(kind)
     }
 
     func lruSwitch(_ vm: VM, _ v: Int, _ g: UInt64, ways: Int) -> SwitchOutcome {
@@ -178,7 +187,7 @@ public final class ReferenceModel {
     }
 
     func mappedPages(_ vm: VM) -> UInt64 {
-        if spec == .mapPerEntry { return UInt64(vm.entryMapped.count) * vm.pages }
+        if spec.kind == .mapPerEntry { return UInt64(vm.entryMapped.count) * vm.pages }
         return vm.mappedContexts * vm.pages
     }
 

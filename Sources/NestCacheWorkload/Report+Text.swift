@@ -111,7 +111,7 @@ extension ReportData {
         var keys: [Int?] = []
         for row in exposure where !keys.contains(row.ratio) { keys.append(row.ratio) }
         let table = PolicySpec.perVMTable(contextsPerVCPU: r)
-        var rows = [["L2:L1", "L2 vCPUs"] + pols.map(Self.shortName) + ["exposure"]]
+        var rows = [["L2:L1", "L2 vCPUs"] + pols.map(\.shortName) + ["exposure"]]
         for key in keys {
             let group = exposure.filter { $0.ratio == key }
             var line = [key.map { "\($0):1" } ?? "trace", group.first?.l2VCPUs.map(String.init) ?? "-"]
@@ -148,15 +148,6 @@ extension ReportData {
         return out
     }
 
-    /// `lru:3`, `table:8`: column headers that fit 72 columns.
-    static func shortName(_ p: PolicySpec) -> String {
-        switch p {
-        case .perVCPULRU(let k): "lru:\(k)"
-        case .perVMTable(let r): "table:\(r)"
-        case .single: "single"
-        case .mapPerEntry: "m-p-e"
-        }
-    }
 
     /// `text` in lines of at most `width` columns, broken at spaces (a word longer than a line
     /// is cut); lines after the first start with `indent`.

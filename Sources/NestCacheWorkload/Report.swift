@@ -123,15 +123,7 @@ public struct Report: Sendable {
         return result.rows.map { row in
             // What a policy can ever keep mapped, whatever the ratio: its contexts (plus, for the
             // table, one fallback per vCPU for uncached switches), P pages each.
-            var bound: UInt64?
-            if let m = row.l1VCPUs.map(UInt64.init) {
-                switch row.policy {
-                case .perVMTable(let r): bound = (UInt64(r) + 1) * m * p
-                case .perVCPULRU(let k): bound = UInt64(k + 1) * m * p
-                case .single: bound = m * p
-                case .mapPerEntry: bound = m * p
-                }
-            }
+            let bound = row.l1VCPUs.map { UInt64(row.policy.maxMappedContextsPerVCPU) * UInt64($0) * p }
             return ReportData.ExposureRow(
                 ratio: row.ratio, l1VCPUs: row.l1VCPUs, l2VCPUs: row.l2VCPUs, policy: row.policy,
                 peakMappedPages: row.stats.gauges.peakMappedPages, exposure: row.stats.exposure, boundPages: bound)

@@ -20,7 +20,7 @@ struct Compare: ParsableCommand {
     @OptionGroup var workload: WorkloadOptions
     @OptionGroup var model: ModelOptions
 
-    @Option(help: "Comma-separated policies (default: map-per-entry,single,per-vcpu-lru:3,per-vcpu-lru:7,per-vm-table:8).",
+    @Option(help: "Comma-separated policies of \(PolicyKind.usageList) (default: \(PolicySpec.comparisonDefaults.map(\.description).joined(separator: ","))).",
             transform: parsePolicyList)
     var policies: [PolicySpec]?
 

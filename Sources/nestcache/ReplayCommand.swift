@@ -15,7 +15,7 @@ struct ReplayCommand: ParsableCommand {
     @OptionGroup var trace: TraceOptions
     @OptionGroup var model: ModelOptions
 
-    @Option(help: "The policy: per-vm-table:R, per-vcpu-lru:K, single or map-per-entry.")
+    @Option(help: "The policy: \(PolicyKind.usageList).")
     var policy: PolicySpec = .seed
 
     @Flag(help: "Print one line of JSON.")

@@ -20,3 +20,23 @@ public struct MapPerEntry: ContextPolicy {
         }
     }
 }
+
+// MARK: - Registry
+
+extension PolicyKind {
+    public static let mapPerEntry = PolicyKind(
+        name: "map-per-entry", parameter: nil, shortName: "m-p-e", policy: MapPerEntry.self,
+        // Mapped from an entry to the vCPU's next event: one unit per vCPU at most.
+        maxMappedContextsPerVCPU: { _ in 1 },
+        makeEngine: { spec, pages in
+            MapPerEntryEngine(engine: Engine(spec: spec, prototype: MapPerEntry(), defaultPagesPerContext: pages))
+        },
+        makeShard: { _, info, pages in MapPerEntryShard(info: info, defaultPagesPerContext: pages, policy: MapPerEntry()) })
+}
+
+extension PolicySpec {
+    public static let mapPerEntry = PolicySpec(kind: .mapPerEntry, parameter: 0)
+}
+
+/// `map-per-entry`'s engine (`ConcreteEngine`).
+struct MapPerEntryEngine: ConcreteEngine { var engine: Engine<MapPerEntry> }

@@ -100,3 +100,39 @@ extension PerVCPULRU: CustomStringConvertible {
         }.joined(separator: "\n")
     }
 }
+
+// MARK: - Registry
+
+extension PolicyKind {
+    public static let perVCPULRU = PolicyKind(
+        name: "per-vcpu-lru",
+        parameter: .init(letter: "K", meaning: "previous contexts per vCPU", range: 0...PolicySpec.maxK, defaultValue: 3),
+        shortName: "lru", policy: PerVCPULRU.self,
+        maxMappedContextsPerVCPU: { k in k + 1 },
+        makeEngine: { spec, pages in
+            PerVCPULRUEngine(engine: Engine(spec: spec, prototype: PerVCPULRU(k: spec.parameter), defaultPagesPerContext: pages))
+        },
+        makeShard: { spec, info, pages in LRUShard(info: info, defaultPagesPerContext: pages, policy: PerVCPULRU(k: spec.parameter)) })
+
+    /// `single`: `per-vcpu-lru:0` under its own name, the simplest cache there is.
+    public static let single = PolicyKind(
+        name: "single", parameter: nil, shortName: "single", policy: PerVCPULRU.self,
+        maxMappedContextsPerVCPU: { _ in 1 },
+        makeEngine: { spec, pages in
+            PerVCPULRUEngine(engine: Engine(spec: spec, prototype: PerVCPULRU(k: 0), defaultPagesPerContext: pages))
+        },
+        makeShard: { _, info, pages in LRUShard(info: info, defaultPagesPerContext: pages, policy: PerVCPULRU(k: 0)) })
+}
+
+extension PolicySpec {
+    /// `per-vcpu-lru:K`, K from 0 to `maxK`.
+    public static func perVCPULRU(k: Int) -> PolicySpec {
+        precondition((0...maxK).contains(k), "per-vcpu-lru:\(k)")
+        return PolicySpec(kind: .perVCPULRU, parameter: k)
+    }
+
+    public static let single = PolicySpec(kind: .single, parameter: 0)
+}
+
+/// `per-vcpu-lru:K`'s and `single`'s engine (`ConcreteEngine`).
+struct PerVCPULRUEngine: ConcreteEngine { var engine: Engine<PerVCPULRU> }

@@ -167,3 +167,30 @@ extension PerVMTable: CustomStringConvertible {
         return "per-vm-table:\(contextsPerVCPU) filed=\(table.count) free=\(freeList)\n" + rows.joined(separator: "\n")
     }
 }
+
+// MARK: - Registry
+
+extension PolicyKind {
+    public static let perVMTable = PolicyKind(
+        name: "per-vm-table",
+        parameter: .init(letter: "R", meaning: "contexts per L1 vCPU", range: 1...PolicySpec.maxContextsPerVCPU, defaultValue: 8),
+        shortName: "table", policy: PerVMTable.self,
+        // R per vCPU in the table, plus a fallback per vCPU for uncached switches.
+        maxMappedContextsPerVCPU: { r in r + 1 },
+        makeEngine: { spec, pages in
+            PerVMTableEngine(engine: Engine(spec: spec, prototype: PerVMTable(contextsPerVCPU: spec.parameter), defaultPagesPerContext: pages))
+        },
+        // The table, its free list and steals are the VM's: one lock for all its vCPUs.
+        makeShard: nil)
+}
+
+extension PolicySpec {
+    /// `per-vm-table:R`, R from 1 to `maxContextsPerVCPU`.
+    public static func perVMTable(contextsPerVCPU r: Int) -> PolicySpec {
+        precondition((1...maxContextsPerVCPU).contains(r), "per-vm-table:\(r)")
+        return PolicySpec(kind: .perVMTable, parameter: r)
+    }
+}
+
+/// `per-vm-table:R`'s engine (`ConcreteEngine`).
+struct PerVMTableEngine: ConcreteEngine { var engine: Engine<PerVMTable> }
