@@ -15,7 +15,7 @@ import Testing
 
     @Test func rejectsBadSpecsWithAClearMessage() {
         let cases: [(String, String)] = [
-            ("lru", "unknown policy 'lru' (expected per-vm-table:R, per-vcpu-lru:K, single or map-per-entry)"),
+            ("lru", "unknown policy 'lru' (expected \(PolicyKind.usageList))"),
             ("per-vm-table:0", "policy 'per-vm-table:0': R (contexts per L1 vCPU) must be an integer from 1 to 4096, got '0'"),
             ("per-vm-table:x", "policy 'per-vm-table:x': R (contexts per L1 vCPU) must be an integer from 1 to 4096, got 'x'"),
             ("per-vcpu-lru:-1", "policy 'per-vcpu-lru:-1': K (previous contexts per vCPU) must be an integer from 0 to 1023, got '-1'"),
