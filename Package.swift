@@ -73,7 +73,7 @@ let package = Package(
         // Issue 8: coverage-guided fuzz targets (one file each) and their thin libFuzzer shell.
         .target(
             name: "NestCacheFuzzTargets",
-            dependencies: ["NestCacheCore", "NestCacheWorkload", "NestCacheTOML", "NestCacheDaemon", "NestCacheControl",
+            dependencies: ["NestCacheCore", "NestCacheWorkload", "NestCacheTOML", "NestCacheDaemon", "NestCacheControl", "NestCacheSystem",
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "CLibFuzzer"),

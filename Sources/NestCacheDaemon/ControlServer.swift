@@ -90,13 +90,13 @@ final class ControlServer: Sendable, CustomStringConvertible {
     func finishBinding(_ path: String, from temporary: String?) throws {
         let bound = temporary ?? path
         guard chmod(bound, mode_t(daemon.config.daemon.socketMode)) == 0 else {
-            throw ServerError("chmod \(bound): \(String(cString: strerror(errno)))")
+            throw ServerError("chmod \(bound): \(Syscall.describe(errno))")
         }
         if let temporary, rename(temporary, path) != 0 {
-            throw ServerError("rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+            throw ServerError("rename \(temporary) to \(path): \(Syscall.describe(errno))")
         }
         var st = stat()
-        guard lstat(path, &st) == 0 else { throw ServerError("stat \(path): \(String(cString: strerror(errno)))") }
+        guard lstat(path, &st) == 0 else { throw ServerError("stat \(path): \(Syscall.describe(errno))") }
         boundPath.withLock { $0 = path }
         boundFile.withLock { $0 = FileID(st) }
     }
@@ -197,7 +197,7 @@ func makeDirectories(_ path: String) throws {
     for part in path.split(separator: "/") {
         current += "/" + part
         if mkdir(current, 0o755) != 0, errno != EEXIST {
-            throw ServerError("mkdir \(current): \(String(cString: strerror(errno)))")
+            throw ServerError("mkdir \(current): \(Syscall.describe(errno))")
         }
     }
 }

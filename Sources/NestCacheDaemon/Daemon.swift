@@ -317,7 +317,7 @@ public final class Daemon: Sendable {
         // (written to a temporary file, renamed only when complete).
         let last = textfileErrno.withLock { last in defer { last = err }; return last }
         if err != 0, err != last {
-            logger.warning("textfile \(path): \(String(cString: strerror(err))); the previous file is kept, retrying every interval",
+            logger.warning("textfile \(path): \(Syscall.describe(err)); the previous file is kept, retrying every interval",
                            metadata: ["nestcache.event": "summary"])
         } else if err == 0, last != 0 {
             logger.notice("textfile \(path): written again", metadata: ["nestcache.event": "summary"])

@@ -31,10 +31,10 @@ func isReadableFile(_ path: String) -> Bool {
 /// could wait for a writer).
 func liveInputProblem(_ path: String) -> String? {
     var st = stat()
-    guard stat(path, &st) == 0 else { return "cannot read '\(path)': \(String(cString: strerror(errno)))" }
+    guard stat(path, &st) == 0 else { return "cannot read '\(path)': \(Syscall.describe(errno))" }
     let type = st.st_mode & S_IFMT
     guard type == S_IFIFO || type == S_IFREG else { return "'\(path)' is not a FIFO or a regular file" }
-    guard access(path, R_OK) == 0 else { return "cannot read '\(path)': \(String(cString: strerror(errno)))" }
+    guard access(path, R_OK) == 0 else { return "cannot read '\(path)': \(Syscall.describe(errno))" }
     return nil
 }
 

@@ -1,3 +1,4 @@
+import NestCacheSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,18 +7,7 @@ import Glibc
 /// `Fuzz/regressions/TARGET` (every crash found, kept so it stays fixed).
 public enum FuzzCorpus {
     public static func read(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { return nil }
-            if n == 0 { return out }
-            out += chunk[..<n]
-        }
+        Syscall.readFile(path)
     }
 
     /// The regular files directly in `directory`, sorted; empty if it does not exist.

@@ -1,3 +1,4 @@
+import NestCacheSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,13 +39,8 @@ func fuzzCheck(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () 
 func withMemoryFile<R>(_ data: UnsafeBufferPointer<UInt8>, _ body: (String) -> R) -> R {
     let fd = scratchFile
     precondition(ftruncate(fd, 0) == 0, "ftruncate: errno \(errno)")
-    var off = 0
-    while off < data.count {
-        let n = pwrite(fd, data.baseAddress.map { $0 + off }, data.count - off, off_t(off))
-        if n < 0 && errno == EINTR { continue }
-        precondition(n > 0, "pwrite: errno \(errno)")
-        off += n
-    }
+    let err = Syscall.pwriteAll(fd, UnsafeRawBufferPointer(data), offset: 0)
+    precondition(err == 0, "pwrite: errno \(err)")
     return body("/proc/self/fd/\(fd)")
 }
 

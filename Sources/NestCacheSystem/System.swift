@@ -37,6 +37,54 @@ public enum Syscall {
         }
     }
 
+    /// Writes all of `bytes` at `offset` with `pwrite(2)`; returns `errno` on failure, 0 on success.
+    public static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, offset: Int) -> Int32 {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress?.advanced(by: done), bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            done += n
+        }
+        return 0
+    }
+
+    /// Fills `bytes` from `offset` with `pread(2)`; returns `errno` on failure, `EIO` when the file
+    /// ends first, 0 on success.
+    public static func preadAll(_ fd: Int32, _ bytes: UnsafeMutableRawBufferPointer, offset: Int) -> Int32 {
+        var done = 0
+        while done < bytes.count {
+            let n = pread(fd, bytes.baseAddress?.advanced(by: done), bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            if n == 0 { return EIO }
+            done += n
+        }
+        return 0
+    }
+
+    /// A whole file's bytes, or nil with `errno` set.
+    public static func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, into: $0) }
+            guard n >= 0 else {
+                errno = Int32(-n)
+                return nil
+            }
+            if n == 0 { return out }
+            out += chunk[..<n]
+        }
+    }
+
     /// `strerror(3)` as a String.
     public static func describe(_ err: Int32) -> String { String(cString: strerror(err)) }
 }

@@ -1,3 +1,4 @@
+import NestCacheSystem
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -86,7 +87,7 @@ public final class LineReader {
         // O_NONBLOCK also keeps open(2) of a FIFO from waiting for a writer.
         let f = open(path, O_RDONLY | O_CLOEXEC | (follow ? O_NONBLOCK : 0))
         guard f >= 0 else {
-            throw TraceError(.inputMissing, file: path, String(cString: strerror(errno)))
+            throw TraceError(.inputMissing, file: path, Syscall.describe(errno))
         }
         return f
     }
@@ -111,7 +112,7 @@ public final class LineReader {
     public func checkStillThere() throws(TraceError) {
         var st = stat()
         if stat(path, &st) != 0 {
-            throw TraceError(.io, file: path, "removed (\(String(cString: strerror(errno))))")
+            throw TraceError(.io, file: path, "removed (\(Syscall.describe(errno)))")
         }
         if UInt64(st.st_dev) != fileID.dev || UInt64(st.st_ino) != fileID.ino {
             throw TraceError(.io, file: path, "replaced by another file")
@@ -178,29 +179,26 @@ public final class LineReader {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, 0)
             if r < 0, errno != EINTR {
-                throw TraceError(.io, file: path, "poll failed: \(String(cString: strerror(errno)))")
+                throw TraceError(.io, file: path, "poll failed: \(Syscall.describe(errno))")
             }
             if r <= 0 || p.revents == 0 { return false }
         }
-        while true {
-            let n = read(fd, base.advanced(by: end), buffer.count - end)
-            if n > 0 {
-                end += n
-                bytesRead &+= UInt64(n)
+        let n = Syscall.read(fd, into: UnsafeMutableRawBufferPointer(start: base.advanced(by: end), count: buffer.count - end))
+        if n > 0 {
+            end += n
+            bytesRead &+= UInt64(n)
+            return true
+        }
+        if n == 0 {
+            guard isFollowing, !endsAtEOF else {
+                isEOF = true
                 return true
             }
-            if n == 0 {
-                guard isFollowing, !endsAtEOF else {
-                    isEOF = true
-                    return true
-                }
-                if isFIFO { try reopen() }
-                return false
-            }
-            if errno == EINTR { continue }
-            if isFollowing, errno == EAGAIN || errno == EWOULDBLOCK { return false }
-            throw TraceError(.io, file: path, "read failed: \(String(cString: strerror(errno)))")
+            if isFIFO { try reopen() }
+            return false
         }
+        if isFollowing, -n == Int(EAGAIN) || -n == Int(EWOULDBLOCK) { return false }
+        throw TraceError(.io, file: path, "read failed: \(Syscall.describe(Int32(-n)))")
     }
 
     /// Follow mode, a FIFO whose writers all closed: opens it again, then closes the old

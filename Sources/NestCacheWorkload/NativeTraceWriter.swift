@@ -42,7 +42,7 @@ public struct NativeTraceWriter: ~Copyable {
         var st = stat()
         if stat(path, &st) == 0, st.st_mode & S_IFMT != S_IFREG, st.st_mode & S_IFMT != S_IFDIR {
             let fd = open(path, O_WRONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw TraceError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw TraceError(.io, file: path, "cannot open: \(Syscall.describe(errno))") }
             defer { close(fd) }
             var w = NativeTraceWriter(path: path, fd: fd)
             try body(&w)
@@ -51,14 +51,14 @@ public struct NativeTraceWriter: ~Copyable {
         }
         let tmp = "\(path).tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw TraceError(.io, file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TraceError(.io, file: path, "cannot create \(tmp): \(Syscall.describe(errno))") }
         var w = NativeTraceWriter(path: path, fd: fd)
         do throws(TraceError) {
             try body(&w)
             try w.flush()
-            guard fsync(fd) == 0 else { throw TraceError(.io, file: path, "fsync: \(String(cString: strerror(errno)))") }
+            guard fsync(fd) == 0 else { throw TraceError(.io, file: path, "fsync: \(Syscall.describe(errno))") }
             close(fd)
-            guard rename(tmp, path) == 0 else { throw TraceError(.io, file: path, "rename: \(String(cString: strerror(errno)))") }
+            guard rename(tmp, path) == 0 else { throw TraceError(.io, file: path, "rename: \(Syscall.describe(errno))") }
         } catch {
             close(fd)
             unlink(tmp)
@@ -125,7 +125,7 @@ public struct NativeTraceWriter: ~Copyable {
 
     mutating func flush() throws(TraceError) {
         let err = buffer.withUnsafeBytes { Syscall.writeAll(fd, $0) }
-        guard err == 0 else { throw TraceError(.io, file: path, "write: \(String(cString: strerror(err)))") }
+        guard err == 0 else { throw TraceError(.io, file: path, "write: \(Syscall.describe(err))") }
         buffer.removeAll(keepingCapacity: true)
     }
 }

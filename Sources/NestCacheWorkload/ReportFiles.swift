@@ -17,7 +17,7 @@ public enum ReportFiles {
     public static func write(_ text: String, to path: String) throws(TraceError) {
         let tmp = "\(path).tmp-\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw TraceError(.io, file: path, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw TraceError(.io, file: path, "cannot create \(tmp): \(Syscall.describe(errno))") }
         let bytes = Array(text.utf8)
         let err = bytes.withUnsafeBytes { Syscall.writeAll(fd, $0) }
         let synced = err == 0 && fsync(fd) == 0
@@ -25,14 +25,14 @@ public enum ReportFiles {
         guard err == 0, synced, rename(tmp, path) == 0 else {
             let e = err != 0 ? err : errno
             unlink(tmp)
-            throw TraceError(.io, file: path, "cannot write: \(String(cString: strerror(e)))")
+            throw TraceError(.io, file: path, "cannot write: \(Syscall.describe(e))")
         }
     }
 
     /// The four charts as standalone SVG files in `dir` (created if missing).
     public static func writeCharts(_ data: ReportData, into dir: String) throws(TraceError) {
         if mkdir(dir, 0o755) != 0, errno != EEXIST {
-            throw TraceError(.io, file: dir, "cannot create the directory: \(String(cString: strerror(errno)))")
+            throw TraceError(.io, file: dir, "cannot create the directory: \(Syscall.describe(errno))")
         }
         for (name, chart) in zip(chartNames, data.charts) {
             try write(chart.svg(standalone: true), to: dir + "/" + name)

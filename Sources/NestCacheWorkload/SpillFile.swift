@@ -1,3 +1,4 @@
+import NestCacheSystem
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -73,7 +74,7 @@ final class SpillFile<Record: BitwiseCopyable> {
             // The bytes `pread` fills are those of records `flush` wrote (BitwiseCopyable: a
             // record is its bytes), so they are the initialized elements.
             let chunk = [Record](unsafeUninitializedCapacity: n) { p, initialized in
-                failure = Self.readAll(fd, UnsafeMutableRawBufferPointer(p), offset: start * stride)
+                failure = Syscall.preadAll(fd, UnsafeMutableRawBufferPointer(p), offset: start * stride)
                 initialized = failure == 0 ? n : 0
             }
             guard failure == 0 else { throw ioError("read from a temporary file", failure) }
@@ -98,7 +99,7 @@ final class SpillFile<Record: BitwiseCopyable> {
 
     private func flush() throws(TraceError) {
         let err = buffer.withUnsafeBytes { bytes in
-            Self.writeAll(fd, bytes, offset: onFile * MemoryLayout<Record>.stride)
+            Syscall.pwriteAll(fd, bytes, offset: onFile * MemoryLayout<Record>.stride)
         }
         guard err == 0 else { throw ioError("write to a temporary file", err) }
         onFile += buffer.count
@@ -112,35 +113,6 @@ final class SpillFile<Record: BitwiseCopyable> {
     }
 
     private func ioError(_ what: String, _ err: Int32) -> TraceError {
-        TraceError(.io, file: label, "\(what): \(String(cString: strerror(err)))")
-    }
-
-    /// `pwrite` until done; `errno` on failure (EINTR retried), else 0.
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, offset: Int) -> Int32 {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress?.advanced(by: done), bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            done += n
-        }
-        return 0
-    }
-
-    /// `pread` until `bytes` is full; `errno` on failure (EINTR retried), EIO on a short file.
-    static func readAll(_ fd: Int32, _ bytes: UnsafeMutableRawBufferPointer, offset: Int) -> Int32 {
-        var done = 0
-        while done < bytes.count {
-            let n = pread(fd, bytes.baseAddress?.advanced(by: done), bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            if n == 0 { return EIO }
-            done += n
-        }
-        return 0
+        TraceError(.io, file: label, "\(what): \(Syscall.describe(err))")
     }
 }
