@@ -130,6 +130,7 @@ public final class LineReader {
                 let p = base.advanced(by: start)
                 if let nl = memchr(p, 0x0A, end - start) {
                     let len = p.distance(to: UnsafeMutableRawPointer(nl))
+                    if len > Self.maxLineLength { throw tooLong() }
                     let line = UnsafeBufferPointer(start: p.assumingMemoryBound(to: UInt8.self), count: len)
                     start += len + 1
                     lineNumber += 1
@@ -138,6 +139,7 @@ public final class LineReader {
             }
             if isEOF {
                 guard start < end, let base = buffer.baseAddress else { return nil }
+                if end - start > Self.maxLineLength { throw tooLong() }
                 let line = UnsafeBufferPointer(
                     start: base.advanced(by: start).assumingMemoryBound(to: UInt8.self), count: end - start)
                 start = end
@@ -172,9 +174,7 @@ public final class LineReader {
             end -= start
             start = 0
         }
-        if end >= Self.maxLineLength {
-            throw TraceError(.badData, file: path, line: lineNumber + 1, "line longer than \(Self.maxLineLength) bytes")
-        }
+        if end > Self.maxLineLength { throw tooLong() }
         if isFollowing, isFIFO {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, 0)
@@ -199,6 +199,10 @@ public final class LineReader {
         }
         if isFollowing, -n == Int(EAGAIN) || -n == Int(EWOULDBLOCK) { return false }
         throw TraceError(.io, file: path, "read failed: \(Syscall.describe(Int32(-n)))")
+    }
+
+    private func tooLong() -> TraceError {
+        TraceError(.badData, file: path, line: lineNumber + 1, "line longer than \(Self.maxLineLength) bytes")
     }
 
     /// Follow mode, a FIFO whose writers all closed: opens it again, then closes the old
