@@ -89,6 +89,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "NestCacheControlTests", dependencies: ["NestCacheControl"], swiftSettings: strict),
         .testTarget(name: "NestCacheTOMLTests", dependencies: ["NestCacheTOML"], swiftSettings: strict),
+        .testTarget(name: "NestCacheSystemTests", dependencies: ["NestCacheSystem"], swiftSettings: strict),
         .testTarget(
             name: "NestCacheWorkloadTests",
             dependencies: ["NestCacheCore", "NestCacheWorkload"],
