@@ -19,24 +19,8 @@ public enum Metrics {
         family(&out, "nestcache_uptime_seconds", "gauge", "Seconds since nestcached started.")
         out += "nestcache_uptime_seconds \(number(uptimeSeconds))\n"
 
-        for field in Counters.fields {
-            let name = field.name
-            family(&out, "nestcache_\(name)_total", "counter", field.help)
-            for vm in vms {
-                for (p, stats) in zip(vm.policies, vm.stats) {
-                    out += "nestcache_\(name)_total{vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.counters[keyPath: field.keyPath])\n"
-                }
-            }
-        }
-        for field in Gauges.fields {
-            let name = field.name
-            family(&out, "nestcache_\(name)", "gauge", field.help)
-            for vm in vms {
-                for (p, stats) in zip(vm.policies, vm.stats) {
-                    out += "nestcache_\(name){vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(stats.gauges[keyPath: field.keyPath])\n"
-                }
-            }
-        }
+        families(&out, vms, Counters.fields, suffix: "_total", type: "counter", \.counters)
+        families(&out, vms, Gauges.fields, suffix: "", type: "gauge", \.gauges)
         family(&out, "nestcache_hit_ratio", "gauge", "hits / switches (absent before the first switch).")
         for vm in vms {
             for (p, stats) in zip(vm.policies, vm.stats) {
@@ -72,6 +56,22 @@ public enum Metrics {
             out += "nestcache_vm_running{vm=\"\(escape(vm.id))\",policy=\"\(vm.policies.first?.description ?? "")\",state=\"\(vm.state.rawValue)\"} \(vm.state == .running ? 1 : 0)\n"
         }
         return out
+    }
+
+    /// A family per field of a counter row, a series per VM and policy.
+    static func families<Row: CounterRow>(
+        _ out: inout String, _ vms: [VMSnapshot], _ fields: [CounterField<Row>], suffix: String, type: String,
+        _ row: (StatsSnapshot) -> Row
+    ) {
+        for field in fields {
+            let name = "nestcache_\(field.name)\(suffix)"
+            family(&out, name, type, field.help)
+            for vm in vms {
+                for (p, stats) in zip(vm.policies, vm.stats) {
+                    out += "\(name){vm=\"\(escape(vm.id))\",policy=\"\(p)\"} \(row(stats)[keyPath: field.keyPath])\n"
+                }
+            }
+        }
     }
 
     static func family(_ out: inout String, _ name: String, _ type: String, _ help: String) {

@@ -8,18 +8,25 @@ import Musl
 /// short writes completed, `errno` returned rather than lost. Every module that writes to a file
 /// descriptor, prints to stderr or names a Unix socket uses these.
 public enum Syscall {
-    /// Writes all of `bytes` to `fd`; returns `errno` on failure, 0 on success.
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
-        var off = 0
-        while off < bytes.count {
-            let n = write(fd, bytes.baseAddress?.advanced(by: off), bytes.count - off)
+    /// Runs `step(done)` (a read or write of the bytes from `done` on) until `count` bytes are
+    /// done: `errno` on failure, `EIO` if a step does nothing (the file ended), else 0.
+    private static func whole(_ count: Int, _ step: (_ done: Int) -> Int) -> Int32 {
+        var done = 0
+        while done < count {
+            let n = step(done)
             if n < 0 {
                 if errno == EINTR { continue }
                 return errno
             }
-            off += n
+            if n == 0 { return EIO }
+            done += n
         }
         return 0
+    }
+
+    /// Writes all of `bytes` to `fd`; returns `errno` on failure, 0 on success.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
+        whole(bytes.count) { write(fd, bytes.baseAddress?.advanced(by: $0), bytes.count - $0) }
     }
 
     /// Writes all of `text`'s UTF-8 to `fd`; returns `errno` on failure, 0 on success.
@@ -39,32 +46,13 @@ public enum Syscall {
 
     /// Writes all of `bytes` at `offset` with `pwrite(2)`; returns `errno` on failure, 0 on success.
     public static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, offset: Int) -> Int32 {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress?.advanced(by: done), bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            done += n
-        }
-        return 0
+        whole(bytes.count) { pwrite(fd, bytes.baseAddress?.advanced(by: $0), bytes.count - $0, off_t(offset + $0)) }
     }
 
     /// Fills `bytes` from `offset` with `pread(2)`; returns `errno` on failure, `EIO` when the file
     /// ends first, 0 on success.
     public static func preadAll(_ fd: Int32, _ bytes: UnsafeMutableRawBufferPointer, offset: Int) -> Int32 {
-        var done = 0
-        while done < bytes.count {
-            let n = pread(fd, bytes.baseAddress?.advanced(by: done), bytes.count - done, off_t(offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            if n == 0 { return EIO }
-            done += n
-        }
-        return 0
+        whole(bytes.count) { pread(fd, bytes.baseAddress?.advanced(by: $0), bytes.count - $0, off_t(offset + $0)) }
     }
 
     /// A whole file's bytes, or nil with `errno` set.
