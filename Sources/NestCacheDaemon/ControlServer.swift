@@ -20,7 +20,7 @@ final class ControlServer: Sendable, CustomStringConvertible {
     let daemon: Daemon
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let channel = Locked<(any Channel)?>(nil)
-    let clients = Atomic<Int>(0)
+    let clients = ConnectionCount()
     let boundPath = Locked<String>("")
 
     init(daemon: Daemon) {
@@ -218,7 +218,7 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
     let server: ControlServer
     var framer = LineFramer()
     var peerUID: UInt32?
-    var isCounted = false
+    var slot = ConnectionCount.Slot()
     var isClosing = false
 
     init(server: ControlServer) {
@@ -226,9 +226,7 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let n = server.clients.add(1, ordering: .relaxed).newValue
-        isCounted = true
-        if n > server.maxClients {
+        if slot.enter(server.clients) > server.maxClients {
             send(context, ControlAnswers.error(ControlError(.busy, "too many clients (max_clients \(server.maxClients))"), json: false), close: true)
             return
         }
@@ -248,10 +246,7 @@ final class ControlHandler: ChannelInboundHandler, RemovableChannelHandler {
         isClosing = true
         pending.removeAll()
         pendingHead = 0
-        if isCounted {
-            server.clients.add(-1, ordering: .relaxed)
-            isCounted = false
-        }
+        slot.leave()
         context.fireChannelInactive()
     }
 

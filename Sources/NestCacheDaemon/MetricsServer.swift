@@ -21,7 +21,7 @@ final class MetricsServer: Sendable {
     let daemon: Daemon
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let channel = Locked<(any Channel)?>(nil)
-    let connections = Atomic<Int>(0)
+    let connections = ConnectionCount()
 
     init(daemon: Daemon) {
         self.daemon = daemon
@@ -132,7 +132,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let server: MetricsServer
-    var isCounted = false
+    var slot = ConnectionCount.Slot()
     var isClosing = false
 
     init(server: MetricsServer) {
@@ -140,9 +140,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let n = server.connections.add(1, ordering: .relaxed).newValue
-        isCounted = true
-        if n > MetricsServer.maxConnections {
+        if slot.enter(server.connections) > MetricsServer.maxConnections {
             respond(context, .serviceUnavailable, "too many connections (at most \(MetricsServer.maxConnections))\n",
                     keepAlive: false)
             return
@@ -152,10 +150,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isClosing = true
-        if isCounted {
-            server.connections.add(-1, ordering: .relaxed)
-            isCounted = false
-        }
+        slot.leave()
         context.fireChannelInactive()
     }
 
