@@ -7,7 +7,8 @@
 /// 2. one row in `registry` below (`PolicyRegistryTests` fails while a policy file declares a
 ///    kind that has no row);
 /// 3. its rules in `NestCacheReference.ReferenceModel`, the independent model every engine is
-///    checked against (`ReferenceModelTests` runs it for every row, and fails without them);
+///    checked against (`PolicyRegistryTests` fails while a row has none; `EngineTests` compares
+///    every row's engine with it on random traces);
 /// 4. if its state is per-vCPU, a `VCPUShard` (`makeShard`) so the daemon runs it without a
 ///    VM lock; without one the daemon gives it a VM-wide lock, like `per-vm-table`.
 public struct PolicyKind: Sendable, Hashable, CustomStringConvertible {
