@@ -283,7 +283,7 @@ public final class VMRuntime: Sendable {
     /// back, and a futex is not fair, so a reader waiting on it under full load could wait for
     /// hundreds of milliseconds. Instead the feeder publishes a snapshot when a batch is done (the
     /// locks are then uncontended: it waits for its slices before the next batch), at most one
-    /// batch (16,384 events at speed max) behind the engines, and exact once the VM is paused, done or failed.
+    /// batch (16,384 events for a simulated VM at speed max, 4096 for a trace) behind the engines, and exact once the VM is paused, done or failed.
     let published: Locked<VMSnapshot>
 
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {

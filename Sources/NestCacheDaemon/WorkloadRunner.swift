@@ -79,12 +79,14 @@ public final class WorkloadRunner: @unchecked Sendable {
     }
     public let liveStatus = Locked(LiveStatus())
 
-    /// Events read at a time: `maxBatch` at speed max; 256 when paced, so a thousand slow VMs do
-    /// not each hold a full batch of future events in memory.
+    /// Events read at a time: at speed max `maxBatch` for a simulated VM and 4096 for a trace
+    /// (a reader's error, or a VM's first event, is acted on per batch: a trace keeps the
+    /// granularity it had); 256 when paced, so a thousand slow VMs do not each hold a full batch
+    /// of future events in memory.
     let batchSize: Int
-    /// A batch at speed max: 16,384 events (384 KiB, and as much again in each split batch in
-    /// flight). Each batch costs a closure per vCPU, a thread wake-up or more and a publish;
-    /// at 4,096 those were a tenth of a 16-vCPU VM's CPU time (BENCHMARKS.md).
+    /// A simulated VM's batch at speed max: 16,384 events (384 KiB, and as much again in the
+    /// batch prepared ahead). Each batch costs a closure per vCPU, a thread wake-up or more and
+    /// a publish; at 4,096 those were about a tenth of a 16-vCPU VM's CPU time (BENCHMARKS.md).
     static let maxBatch = 16_384
     let queueLayout: QueueLayout
 
@@ -96,7 +98,11 @@ public final class WorkloadRunner: @unchecked Sendable {
 
     public init(kind: WorkloadKind, directory: VMDirectory, defaultPagesPerContext: Int, logger: Logger,
                 queueLayout: QueueLayout = .perVCPU, boundsWindow: Int = 8192) {
-        self.batchSize = kind.speed == .max ? Self.maxBatch : 256
+        self.batchSize = switch (kind, kind.speed) {
+        case (.simulated, .max): Self.maxBatch
+        case (_, .max): 4096
+        default: 256
+        }
         self.queueLayout = queueLayout
         self.kind = kind
         self.directory = directory
