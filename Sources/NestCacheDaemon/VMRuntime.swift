@@ -264,9 +264,17 @@ public final class VMRuntime: Sendable {
     }
 
     /// Records a batch's events of this VM, in stream order, in the switch window: one lock
-    /// per batch, on the feeder.
+    /// per batch, on the feeder (strict ordering).
     func recordSwitches(_ events: [Event]) {
         switchWindow?.withLock { w in events.withUnsafeBufferPointer { for e in $0 { w.record(e) } } }
+    }
+
+    /// Records the switches the feeder's split found in a batch of this VM, in stream order:
+    /// one lock per batch, O(switches) (concurrent ordering).
+    func recordSwitches(of batch: VCPUBatch) {
+        switchWindow?.withLock { w in
+            w.record(switches: batch.switches, events: batch.count, vcpus: batch.runs.lazy.map(\.vcpu))
+        }
     }
 
     /// The latest snapshot published at a batch boundary: what the control socket reads.
@@ -275,7 +283,7 @@ public final class VMRuntime: Sendable {
     /// back, and a futex is not fair, so a reader waiting on it under full load could wait for
     /// hundreds of milliseconds. Instead the feeder publishes a snapshot when a batch is done (the
     /// locks are then uncontended: it waits for its slices before the next batch), at most one
-    /// batch (4096 events) behind the engines, and exact once the VM is paused, done or failed.
+    /// batch (16,384 events for a simulated VM at speed max, 4096 for a trace) behind the engines, and exact once the VM is paused, done or failed.
     let published: Locked<VMSnapshot>
 
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {

@@ -4,94 +4,16 @@ import NestCacheCore
 import NestCacheWorkload
 import Synchronization
 
-/// What feeds one workload: a simulated VM, a replayed trace or a followed capture (DESIGN §7).
-public enum WorkloadKind: Sendable, Equatable {
-    case simulated(DaemonConfig.SimulatedVM)
-    case replay(DaemonConfig.ReplaySource)
-    case live(DaemonConfig.LiveSource)
-
-    var speed: Speed {
-        switch self {
-        case .simulated(let v): v.speed
-        case .replay(let r): r.speed
-        case .live: .max
-        }
-    }
-
-    var ordering: Ordering {
-        switch self {
-        case .simulated: .concurrent
-        case .replay(let r): r.ordering
-        case .live: .strict
-        }
-    }
-
-    var policies: [PolicySpec] {
-        switch self {
-        case .simulated(let v): [v.policy] + v.shadowPolicies
-        case .replay(let r): [r.policy] + r.shadowPolicies
-        case .live(let l): [l.policy] + l.shadowPolicies
-        }
-    }
-
-    var name: String {
-        switch self {
-        case .simulated(let v): "vm \(v.id)"
-        case .replay(let r): "replay \(r.trace)"
-        case .live(let l): "live \(l.trace)"
-        }
-    }
-
-    func makeSource() throws(TraceError) -> any EventSource {
-        switch self {
-        case .simulated(let v): v.workload.makeSource()
-        case .replay(let r):
-            TraceFileSequence(paths: [r.trace], format: r.format, vm: r.vm, invalidLines: .fail)
-        case .live(let l):
-            try LiveTrace(path: l.trace, format: l.format, vm: l.vm ?? TraceFileSequence.defaultVMName(l.trace))
-        }
-    }
-}
-
-/// The VMs the daemon serves, by id, in order of arrival: shared by the runners (which add VMs
-/// as their sources name them) and the control socket (which reads them).
-public final class VMDirectory: Sendable {
-    /// Each VM with the runner that feeds it (what `pause VM` acts on).
-    let entries = Locked<[(vm: VMRuntime, runner: WorkloadRunner)]>([])
-
-    public init() {}
-
-    /// Adds `vm`, fed by `runner`, unless its id is taken; returns whether it was added.
-    func add(_ vm: VMRuntime, fedBy runner: WorkloadRunner) -> Bool {
-        entries.withLock { list in
-            guard !list.contains(where: { $0.vm.id == vm.id }) else { return false }
-            list.append((vm, runner))
-            return true
-        }
-    }
-
-    func remove(_ ids: Set<String>) {
-        entries.withLock { $0.removeAll { ids.contains($0.vm.id) } }
-    }
-
-    /// Every VM, sorted by id.
-    public var all: [VMRuntime] { entries.withLock { $0.map(\.vm) }.sorted { $0.id < $1.id } }
-
-    public func vm(_ id: String) -> VMRuntime? { entries.withLock { $0.first { $0.vm.id == id }?.vm } }
-
-    /// The runner feeding VM `id`.
-    func runner(of id: String) -> WorkloadRunner? { entries.withLock { $0.first { $0.vm.id == id }?.runner } }
-}
-
 /// Feeds one workload's events to its VMs' vCPU queues.
 ///
 /// Event-driven, so a thousand workloads need no thousand threads: `pump()` runs on the
-/// runner's own serial `feeder` queue, takes the events that are due (all of a batch at speed
-/// `max`), splits them by VM and vCPU, and hands each vCPU its slice as one closure. Concurrent
-/// ordering lets a VM's vCPU queues run in parallel and pumps again when all slices are done;
-/// strict ordering applies runs of consecutive same-vCPU events one after another, in trace
-/// order, so the counters equal `nestcache replay`'s. Every mutable field below is touched only on
-/// `feeder`.
+/// runner's own serial `feeder` queue and takes the events that are due (all of a batch at speed
+/// `max`). Concurrent ordering splits them by VM and works out, once, in stream order, each
+/// vCPU's chain of events and each event's migration flag (`VCPUBatch`), hands each vCPU one
+/// closure that applies its own events on its queue, in parallel with the others, and pumps again
+/// when all are done; at speed max it reads and splits the next batch meanwhile. Strict ordering
+/// applies runs of consecutive same-vCPU events one after another, in trace order, so the
+/// counters equal `nestcache replay`'s. Every mutable field below is touched only on `feeder`.
 public final class WorkloadRunner: @unchecked Sendable {
     public let kind: WorkloadKind
     let directory: VMDirectory
@@ -115,13 +37,19 @@ public final class WorkloadRunner: @unchecked Sendable {
     private var traceStart: UInt64?
     private var loopOffset: UInt64 = 0
     private var lastTime: UInt64 = 0
-    /// The next batch's outcome (more events or the end), when it was read ahead (`pending`
-    /// then holds it).
-    private var readAhead: Result<Bool, TraceError>?
-    /// A concurrent batch is being applied (its group has not notified yet).
+    /// A concurrent batch is being applied (its group has not notified yet). One at a time, so
+    /// each snapshot is published when no lane is applying events (docs/DESIGN-NOTES.md).
     private var isInFlight = false
-    /// Scratch for `dispatch`: which vCPU indices a VM's batch names (all false between uses).
-    private var vcpuPresent: [Bool] = []
+    /// The next concurrent batch, read and split while the current one is applied.
+    private var prepared: [(vm: VMRuntime, batch: VCPUBatch)]?
+    /// The source ended (nil) or failed while a batch was in flight: `finish` or `fail` once it
+    /// is done, so the last snapshot published is exact.
+    private var endOfSource: TraceError?? = nil
+    /// A timer is set to pump when the next paced event is due (one at a time).
+    private var isWakeSet = false
+    /// Split batches kept for reuse (at most `spareLimit`).
+    private var spareBatches: [VCPUBatch] = []
+    static let spareLimit = 4
     /// Per VM that has per-vCPU policies: its `SwitchTracker`, which says in stream order which
     /// events are migrations (the vCPU lanes see one vCPU each). By VM id (kept across loops);
     /// `trackerOf` maps a source VM index to it (-1: none needed).
@@ -151,9 +79,15 @@ public final class WorkloadRunner: @unchecked Sendable {
     }
     public let liveStatus = Locked(LiveStatus())
 
-    /// Events read at a time: a full batch at speed max; fewer when paced, so a thousand slow
-    /// VMs do not each hold 4096 future events (about 100 KB) in memory.
+    /// Events read at a time: at speed max `maxBatch` for a simulated VM and 4096 for a trace
+    /// (a reader's error, or a VM's first event, is acted on per batch: a trace keeps the
+    /// granularity it had); 256 when paced, so a thousand slow VMs do not each hold a full batch
+    /// of future events in memory.
     let batchSize: Int
+    /// A simulated VM's batch at speed max: 16,384 events (384 KiB, and as much again in the
+    /// batch prepared ahead). Each batch costs a closure per vCPU, a thread wake-up or more and
+    /// a publish; at 4,096 those were about a tenth of a 16-vCPU VM's CPU time (BENCHMARKS.md).
+    static let maxBatch = 16_384
     let queueLayout: QueueLayout
 
     /// How a VM's events reach queues: one serial queue per L1 vCPU (the daemon), or a single
@@ -164,7 +98,11 @@ public final class WorkloadRunner: @unchecked Sendable {
 
     public init(kind: WorkloadKind, directory: VMDirectory, defaultPagesPerContext: Int, logger: Logger,
                 queueLayout: QueueLayout = .perVCPU, boundsWindow: Int = 8192) {
-        self.batchSize = kind.speed == .max ? 4096 : 256
+        self.batchSize = switch (kind, kind.speed) {
+        case (.simulated, .max): Self.maxBatch
+        case (_, .max): 4096
+        default: 256
+        }
         self.queueLayout = queueLayout
         self.kind = kind
         self.directory = directory
@@ -243,78 +181,98 @@ public final class WorkloadRunner: @unchecked Sendable {
     // MARK: - Feeding
 
     private func pump() {
-        // In flight: the batch's end pumps (a resume must not start a second batch meanwhile).
-        guard !isStopped, !isPaused, !isFinished, !isInFlight else { return }
+        guard !isStopped, !isPaused, !isFinished else { return }
         do throws(TraceError) {
-            if readAhead != nil || next >= pending.count {
-                let more: Bool
-                if let r = readAhead {
-                    readAhead = nil
-                    more = try r.get()
-                } else {
-                    guard var s = source else { return }
-                    more = try s.next(into: &pending, limit: batchSize)
-                    source = s
-                    next = 0
-                    try adoptNewVMs()
-                }
-                if let live {
-                    // Any line counts as arrival (a capture's kvm_exit lines make no event).
-                    if live.lineNumber != linesSeen {
-                        linesSeen = live.lineNumber
-                        arrived()
-                    }
-                    guard more else {
-                        try idle(live)
-                        return
-                    }
-                }
-                if !more {
-                    if case .replay(let r) = kind, r.loop {
-                        loopOffset = lastTime &+ 1
-                        source = try kind.makeSource()
-                        // The new reader numbers VMs from 0 in its own order: map them again by
-                        // id (the file may have changed since the last pass).
-                        byIndex = []
-                        trackerOf = []
-                        feeder.async { [self] in pump() }
-                    } else {
-                        finish()
-                    }
+            while true {
+                if isInFlight {
+                    // At speed max in concurrent ordering, the next batch is read and split
+                    // while the vCPU queues apply this one: the feeder's work overlaps theirs.
+                    guard prepared == nil, endOfSource == nil, kind.ordering == .concurrent, kind.speed.scale == nil,
+                          let range = try nextRange() else { return }
+                    prepared = prepare(range)
                     return
                 }
+                if let p = prepared {
+                    prepared = nil
+                    submit(p)
+                    continue
+                }
+                if let end = endOfSource {
+                    if let error = end { fail(error) } else { finish() }
+                    return
+                }
+                guard let range = try nextRange() else {
+                    if endOfSource != nil { continue }
+                    return
+                }
+                if kind.ordering == .strict {
+                    dispatchStrict(range)
+                    feeder.async { [self] in pump() }
+                    return
+                }
+                submit(prepare(range))
             }
-            let end = dueEnd()
-            if end == next {
-                // Nothing due yet: come back when the next event is (at most 100 ms, to stay responsive).
-                let wait = min(waitNs(for: pending[next], now: DispatchTime.now().uptimeNanoseconds), 100_000_000)
-                feeder.asyncAfter(deadline: .now() + .nanoseconds(Int(wait))) { [self] in pump() }
-                return
-            }
-            dispatch(next..<end)
-            next = end
-            readAheadIfWorthIt()
         } catch {
-            fail(error)
+            // After the batch in flight, if any, so the last snapshot published is exact.
+            endOfSource = .some(error)
+            if !isInFlight { fail(error) }
         }
     }
 
-    /// At speed max in concurrent ordering, reads the next batch (and adopts its new VMs) while
-    /// the vCPU queues apply the one just dispatched: the feeder's reading (a simulator, a trace
-    /// reader) overlaps their work instead of waiting for it. `pump`, called when they are done,
-    /// dispatches it. Strict ordering applies synchronously; live sources and paced speeds read
-    /// as they go.
-    private func readAheadIfWorthIt() {
-        guard kind.ordering == .concurrent, live == nil, kind.speed.scale == nil, next >= pending.count, var s = source else { return }
-        do throws(TraceError) {
+    /// The next events to apply, from `pending` (read from the source when used up): those that
+    /// are due, nil when none is (a timer or the source's own polling pumps later) or the source
+    /// ended (`endOfSource` is then set, unless a replay loops).
+    private func nextRange() throws(TraceError) -> Range<Int>? {
+        if next >= pending.count {
+            guard var s = source else { return nil }
             let more = try s.next(into: &pending, limit: batchSize)
             source = s
             next = 0
             try adoptNewVMs()
-            readAhead = .success(more)
-        } catch {
-            readAhead = .failure(error)
+            if let live {
+                // Any line counts as arrival (a capture's kvm_exit lines make no event).
+                if live.lineNumber != linesSeen {
+                    linesSeen = live.lineNumber
+                    arrived()
+                }
+                guard more else {
+                    try idle(live)
+                    return nil
+                }
+            }
+            if !more {
+                if case .replay(let r) = kind, r.loop {
+                    loopOffset = lastTime &+ 1
+                    source = try kind.makeSource()
+                    // The new reader numbers VMs from 0 in its own order: map them again by
+                    // id (the file may have changed since the last pass).
+                    byIndex = []
+                    trackerOf = []
+                    feeder.async { [self] in pump() }
+                } else {
+                    endOfSource = .some(nil)
+                }
+                return nil
+            }
         }
+        let end = dueEnd()
+        if end == next {
+            // Nothing due yet: come back when the next event is (at most 100 ms, to stay
+            // responsive). One timer at a time: a batch's end pumps too.
+            if !isWakeSet {
+                isWakeSet = true
+                let wait = min(waitNs(for: pending[next], now: DispatchTime.now().uptimeNanoseconds), 100_000_000)
+                feeder.asyncAfter(deadline: .now() + .nanoseconds(Int(wait))) { [self] in
+                    isWakeSet = false
+                    pump()
+                }
+            }
+            return nil
+        }
+        let range = next..<end
+        next = end
+        lastTime = pending[range.upperBound - 1].timeNs &+ loopOffset
+        return range
     }
 
     /// Wall-clock nanoseconds from `now` until `e` is due; 0 at speed max. The first event paced
@@ -342,26 +300,18 @@ public final class WorkloadRunner: @unchecked Sendable {
     /// Per source VM index: its events of the batch being recorded (emptied after each batch).
     private var windowBuckets: [[Event]] = []
 
-    /// Hands each VM its events of the batch, in trace order, for its switch window (`show
-    /// bounds`): one copy and one lock per VM per batch; the vCPU queues and the engines' locks
-    /// are not involved. With `group` (concurrent ordering) the recording runs on the global queue
-    /// beside the vCPU queues, in the batch's group: the batch ends when it is recorded too, so
-    /// the window is exact at every batch boundary as before, and batches never overlap.
-    private func recordSwitches(_ range: Range<Int>, group: DispatchGroup?) {
+    /// Strict ordering: hands each VM its events of the batch, in trace order, for its switch
+    /// window (`show bounds`), which follows them itself (`SwitchWindow.record(_:)`): one copy
+    /// and one lock per VM per batch, on the feeder. (Concurrent ordering records the switches
+    /// its split found instead, `VMRuntime.recordSwitches(of:)`.)
+    private func recordSwitches(_ range: Range<Int>) {
         let byIndex = self.byIndex
-        func record(_ vm: VMRuntime, _ events: [Event]) {
-            if let group {
-                DispatchQueue.global().async(group: group) { vm.recordSwitches(events) }
-            } else {
-                vm.recordSwitches(events)
-            }
-        }
         // The common case, one VM in the batch: its events are the batch.
         let first = pending[range.lowerBound].vm
         let oneVM = pending.withUnsafeBufferPointer { p in range.allSatisfy { p[$0].vm == first } }
         if oneVM {
             let v = Int(first)
-            if v >= 0, v < byIndex.count, let vm = byIndex[v] { record(vm, Array(pending[range])) }
+            if v >= 0, v < byIndex.count, let vm = byIndex[v] { vm.recordSwitches(Array(pending[range])) }
             return
         }
         var touched: [Int] = []
@@ -375,155 +325,134 @@ public final class WorkloadRunner: @unchecked Sendable {
             windowBuckets[v].append(pending[i])
         }
         for v in touched {
-            if let vm = byIndex[v] { record(vm, windowBuckets[v]) }
+            if let vm = byIndex[v] { vm.recordSwitches(windowBuckets[v]) }
             windowBuckets[v] = []
         }
         self.windowBuckets = windowBuckets
     }
 
-    /// Whether event `i` of `pending` is a migration, by its VM's tracker (false without one).
-    /// Must be asked for every event of a tracked VM, in stream order.
+    /// Whether event `e` is a migration, by its VM's tracker (false without one). Must be asked
+    /// for every event of a tracked VM, in stream order.
     @inline(__always)
     private func isMigration(_ e: Event, _ trackers: UnsafeMutableBufferPointer<SwitchTracker>) -> Bool {
         let t = trackerOf[Int(e.vm)]
         return t >= 0 && trackers[t].isMigration(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
     }
 
-    private func dispatch(_ range: Range<Int>) {
-        lastTime = pending[range.upperBound - 1].timeNs &+ loopOffset
-        if kind.ordering == .strict {
-            recordSwitches(range, group: nil)
-            // Runs of consecutive events of one vCPU, one after another, in trace order.
-            var touched: [ObjectIdentifier: VMRuntime] = [:]
-            var i = range.lowerBound
-            while i < range.upperBound {
-                let first = pending[i]
-                var j = i + 1
-                while j < range.upperBound, pending[j].vm == first.vm, pending[j].vcpu == first.vcpu { j += 1 }
-                guard let vm = byIndex[Int(first.vm)] else { i = j; continue }
-                var run = Array(pending[i..<j])
-                var flags: [Bool] = []
-                if vm.needsMigrations {
-                    flags = trackers.withUnsafeMutableBufferPointer { tr in run.map { isMigration($0, tr) } }
-                }
-                for k in run.indices { run[k].vm = 0 }
-                let lane = vm.lane(Int(first.vcpu))
-                vm.submitted.add(1, ordering: .relaxed)
-                vm.queue(queueLayout == .single ? 0 : Int(first.vcpu)).sync {
-                    run.withUnsafeBufferPointer { events in
-                        flags.withUnsafeBufferPointer { vm.apply(events, migrations: $0, lane: lane) }
-                    }
-                }
-                vm.completed.add(1, ordering: .relaxed)
-                touched[ObjectIdentifier(vm)] = vm
-                i = j
+    /// Strict ordering: runs of consecutive events of one vCPU, one after another, in trace
+    /// order, each on its vCPU's queue while the feeder waits; then each VM touched publishes.
+    private func dispatchStrict(_ range: Range<Int>) {
+        recordSwitches(range)
+        var touched: [ObjectIdentifier: VMRuntime] = [:]
+        var i = range.lowerBound
+        while i < range.upperBound {
+            let first = pending[i]
+            var j = i + 1
+            while j < range.upperBound, pending[j].vm == first.vm, pending[j].vcpu == first.vcpu { j += 1 }
+            guard let vm = byIndex[Int(first.vm)] else { i = j; continue }
+            var run = Array(pending[i..<j])
+            var flags: [Bool] = []
+            if vm.needsMigrations {
+                flags = trackers.withUnsafeMutableBufferPointer { tr in run.map { isMigration($0, tr) } }
             }
-            for vm in touched.values { vm.publish() }
-            feeder.async { [self] in pump() }
-            return
+            for k in run.indices { run[k].vm = 0 }
+            let lane = vm.lane(Int(first.vcpu))
+            vm.submitted.add(1, ordering: .relaxed)
+            vm.queue(queueLayout == .single ? 0 : Int(first.vcpu)).sync {
+                run.withUnsafeBufferPointer { events in
+                    flags.withUnsafeBufferPointer { vm.apply(events, migrations: $0, lane: lane) }
+                }
+            }
+            vm.completed.add(1, ordering: .relaxed)
+            touched[ObjectIdentifier(vm)] = vm
+            i = j
         }
-        // Concurrent: per VM, its events of the batch (one copy; the batch itself when it names
-        // one VM) with `vm = 0` and their migration flags, made here in one pass in stream order.
-        // Each vCPU's closure then picks its own events out of that shared copy on its queue: the
-        // split by vCPU runs on the vCPU queues, in parallel, not on this serial feeder.
-        let byIndex = self.byIndex
-        var perVM: [(vm: VMRuntime, index: Int, events: [Event])] = []
+        for vm in touched.values { vm.publish() }
+    }
+
+    /// Concurrent ordering: works out each VM's part of `range` once (`VCPUBatch.fill`: each
+    /// vCPU's chain of events, the migration flags and switches in stream order), on this
+    /// feeder. `submit` then hands it to the vCPU queues.
+    private func prepare(_ range: Range<Int>) -> [(vm: VMRuntime, batch: VCPUBatch)] {
+        var splits: [(vm: VMRuntime, batch: VCPUBatch)] = []
         let first = pending[range.lowerBound].vm
         if pending.withUnsafeBufferPointer({ p in range.allSatisfy { p[$0].vm == first } }) {
-            if let vm = byIndex[Int(first)] { perVM.append((vm, Int(first), Array(pending[range]))) }
+            // The common case, one VM: at speed max the whole batch, whose storage the split
+            // batch takes over (the source reads the next one into the split batch's old one).
+            let batch = spareBatches.popLast() ?? VCPUBatch()
+            if range == pending.indices {
+                swap(&batch.stream, &pending)
+                pending.removeAll(keepingCapacity: true)
+                next = 0
+            } else {
+                batch.stream.removeAll(keepingCapacity: true)
+                batch.stream.append(contentsOf: pending[range])
+            }
+            split(batch, vm: Int(first), into: &splits)
         } else {
-            var at: [Int: Int] = [:]
-            for i in range {
-                let vi = Int(pending[i].vm)
-                guard let vm = byIndex[vi] else { continue }
-                if let k = at[vi] {
-                    perVM[k].events.append(pending[i])
-                } else {
-                    at[vi] = perVM.count
-                    perVM.append((vm, vi, [pending[i]]))
-                }
+            // Several VMs (a replayed trace): their events in stream order, one batch each.
+            var order: [Int] = []
+            var byVM: [Int: [Event]] = [:]
+            for e in pending[range] {
+                let v = Int(e.vm)
+                if byVM[v] == nil { order.append(v) }
+                byVM[v, default: []].append(e)
+            }
+            for v in order {
+                let batch = spareBatches.popLast() ?? VCPUBatch()
+                batch.stream = byVM[v] ?? []
+                split(batch, vm: v, into: &splits)
             }
         }
+        return splits
+    }
+
+    /// Records each VM's switches in its window and queues one closure per vCPU in the batch's
+    /// group, without waiting; each closure copies its own events out of its chain
+    /// (`VCPUBatch.withRun`). When the group is done, each VM touched publishes, the batches go
+    /// back for reuse, and the feeder pumps again.
+    private func submit(_ splits: [(vm: VMRuntime, batch: VCPUBatch)]) {
+        guard !splits.isEmpty else { return }
         let group = DispatchGroup()
-        recordSwitches(range, group: group)
-        isInFlight = true
-        var trackers = self.trackers
-        self.trackers = []
-        var present = self.vcpuPresent
-        for k in perVM.indices {
-            var batch = perVM[k]
-            perVM[k].events = []  // `batch` holds the only reference: no copy on write below
-            let t = trackerOf[batch.index]
-            var flags = [Bool](repeating: false, count: t >= 0 ? batch.events.count : 0)
-            var vcpus: [Int] = []
-            let top = batch.events.withUnsafeBufferPointer { ev in ev.reduce(0) { max($0, Int($1.vcpu)) } }
-            if present.count <= top { present.append(contentsOf: repeatElement(false, count: top + 1 - present.count)) }
-            batch.events.withUnsafeMutableBufferPointer { ev in
-                flags.withUnsafeMutableBufferPointer { fl in
-                    trackers.withUnsafeMutableBufferPointer { tr in
-                        present.withUnsafeMutableBufferPointer { seen in
-                            for i in ev.indices {
-                                let v = Int(ev[i].vcpu)
-                                if t >= 0 { fl[i] = tr[t].isMigration(vcpu: v, op: ev[i].op, gpa: ev[i].gpa) }
-                                ev[i].vm = 0
-                                if !seen[v] {
-                                    seen[v] = true
-                                    vcpus.append(v)
-                                }
-                            }
-                            for v in vcpus { seen[v] = false }
-                        }
-                    }
-                }
-            }
-            let events = batch.events
-            let vm = batch.vm
-            for v in vcpus {
-                let lane = vm.lane(v)
+        for (vm, batch) in splits {
+            vm.recordSwitches(of: batch)
+            for run in batch.runs {
+                let lane = vm.lane(run.vcpu)
                 vm.submitted.add(1, ordering: .relaxed)
-                vm.queue(queueLayout == .single ? 0 : v).async(group: group) { [flags] in
-                    // This vCPU's events (and flags) in order, gathered here on its queue: a
-                    // counting pass, then one fill of exactly sized arrays.
-                    let vcpu = UInt16(truncatingIfNeeded: v)
-                    let n = events.withUnsafeBufferPointer { ev in
-                        var n = 0
-                        for i in ev.indices where ev[i].vcpu == vcpu { n &+= 1 }
-                        return n
-                    }
-                    let mine = Self.gather(events, at: events, vcpu: vcpu, count: n)
-                    let mineFlags = flags.isEmpty ? [] : Self.gather(flags, at: events, vcpu: vcpu, count: n)
-                    mine.withUnsafeBufferPointer { ev in
-                        mineFlags.withUnsafeBufferPointer { vm.apply(ev, migrations: $0, lane: lane) }
-                    }
+                vm.queue(queueLayout == .single ? 0 : run.vcpu).async(group: group) {
+                    batch.withRun(run) { vm.apply($0, migrations: $1, lane: lane) }
                     vm.completed.add(1, ordering: .relaxed)
                 }
             }
         }
-        self.trackers = trackers
-        self.vcpuPresent = present
-        let touched = perVM.map(\.vm)
+        isInFlight = true
         group.notify(queue: feeder) { [self] in
             isInFlight = false
-            for vm in touched { vm.publish() }
+            for (vm, batch) in splits {
+                vm.publish()
+                if spareBatches.count < Self.spareLimit { spareBatches.append(batch) }
+            }
             pump()
         }
     }
 
-    /// The `count` elements of `values` at the positions where `events` belong to `vcpu`, in
-    /// order, in one exactly sized array.
-    static func gather<T>(_ values: [T], at events: [Event], vcpu: UInt16, count: Int) -> [T] {
-        events.withUnsafeBufferPointer { ev in
-            values.withUnsafeBufferPointer { vals in
-                [T](unsafeUninitializedCapacity: count) { out, initialized in
-                    var k = 0
-                    for i in ev.indices where ev[i].vcpu == vcpu {
-                        out.initializeElement(at: k, to: vals[i])
-                        k &+= 1
-                    }
-                    initialized = k
-                }
-            }
+    /// Fills `batch`, whose `stream` holds events of source VM index `v` (its tracker advanced),
+    /// and appends it to `splits`; nothing for a VM this runner does not
+    /// feed (the batch goes back for reuse).
+    private func split(_ batch: VCPUBatch, vm v: Int, into splits: inout [(vm: VMRuntime, batch: VCPUBatch)]) {
+        guard v >= 0, v < byIndex.count, let vm = byIndex[v] else {
+            if spareBatches.count < Self.spareLimit { spareBatches.append(batch) }
+            return
         }
+        let t = trackerOf[v]
+        if t >= 0 {
+            batch.fill(tracker: &trackers[t])
+        } else {
+            // Every VM has a tracker (`needsMigrations`); a throwaway one keeps this total.
+            var tracker = SwitchTracker()
+            batch.fill(tracker: &tracker)
+        }
+        splits.append((vm, batch))
     }
 
     /// The tracker index for `vm` (created on first use), or -1 when it needs none.

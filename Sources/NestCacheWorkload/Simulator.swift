@@ -139,42 +139,57 @@ public struct Simulator: EventSource, Sendable {
     public var controlBlocks: [GPA] { gpas }
 
     public mutating func next(into batch: inout [Event], limit: Int) throws(TraceError) -> Bool {
-        batch.removeAll(keepingCapacity: true)
-        guard limit > 0 else { return !(isGenerated && overflowStart == overflow.count) }
-        batch.reserveCapacity(limit)
-
-        while overflowStart < overflow.count, batch.count < limit {
-            batch.append(overflow[overflowStart])
-            overflowStart += 1
+        guard limit > 0 else {
+            batch.removeAll(keepingCapacity: true)
+            return !(isGenerated && overflowStart == overflow.count)
         }
-        if overflowStart == overflow.count {
-            overflow.removeAll(keepingCapacity: true)
-            overflowStart = 0
+        // Written in place, as the native reader does: the batch is grown to `limit` plus a
+        // step's most events (4) with placeholders, filled through a pointer, and cut to what
+        // was made. An `append` per event cost a uniqueness check (a runtime call) each.
+        let room = limit + Self.maxEventsPerStep
+        if batch.count < room {
+            batch.append(contentsOf: repeatElement(Event(timeNs: 0, vm: 0, vcpu: 0, op: .load, gpa: .none), count: room - batch.count))
         }
-
-        while batch.count < limit, !isGenerated {
-            let before = batch.count
-            step(into: &batch)
-            emitted &+= UInt64(batch.count - before)
-            if emitted >= maxEvents {
-                batch.removeLast(Int(emitted - maxEvents))
-                emitted = maxEvents
-                isGenerated = true
+        var n = 0
+        batch.withUnsafeMutableBufferPointer { out in
+            while overflowStart < overflow.count, n < limit {
+                out[n] = overflow[overflowStart]
+                n += 1
+                overflowStart += 1
+            }
+            if overflowStart == overflow.count {
+                overflow.removeAll(keepingCapacity: true)
+                overflowStart = 0
+            }
+            while n < limit, !isGenerated {
+                let before = n
+                step(into: out, at: &n)
+                emitted &+= UInt64(n - before)
+                if emitted >= maxEvents {
+                    n -= Int(emitted - maxEvents)
+                    emitted = maxEvents
+                    isGenerated = true
+                }
             }
         }
-        if batch.count > limit {
+        if n > limit {
             // The last step made more events than there was room for: keep the rest for later.
-            overflow.append(contentsOf: batch[limit...])
-            batch.removeLast(batch.count - limit)
+            overflow.append(contentsOf: batch[limit..<n])
+            n = limit
         }
-        return !batch.isEmpty
+        batch.removeLast(batch.count - n)
+        return n > 0
     }
+
+    /// The most events one step makes: clear of the outgoing, clear on the other vCPU, load,
+    /// enter.
+    static let maxEventsPerStep = 4
 
     // MARK: - One step of one L1 vCPU
 
     /// The next L1 vCPU's step (see the type's comment), then the round's bookkeeping.
     @inline(__always)
-    private mutating func step(into batch: inout [Event]) {
+    private mutating func step(into batch: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
         let v = nextVCPU
         var t = roundBaseNs + offsetNs[v]
         t = t < 0x1.0p63 ? t : 0x1.0p63
@@ -186,13 +201,14 @@ public struct Simulator: EventSource, Sendable {
         if g < 0 {
             g = pick(on: v)
             if g >= 0 {
-                if Int(current[v]) != g { switchTo(g, on: v, time: time, into: &batch) }
+                if Int(current[v]) != g { switchTo(g, on: v, time: time, into: batch, at: &n) }
                 running[v] = Int32(g)
                 runningOn[g] = Int32(v)
             }
         }
         if g >= 0 {
-            batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(v), op: .enter, gpa: gpas[g]))
+            batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(v), op: .enter, gpa: gpas[g])
+            n += 1
             if rng.happens(endRun) {
                 running[v] = -1
                 runningOn[g] = -1
@@ -210,23 +226,26 @@ public struct Simulator: EventSource, Sendable {
 
     /// Makes `g` current on `v`: the events before its first entry, and the DESIGN §2 state.
     @inline(__always)
-    private mutating func switchTo(_ g: Int, on v: Int, time: UInt64, into batch: inout [Event]) {
+    private mutating func switchTo(_ g: Int, on v: Int, time: UInt64, into batch: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
         let vcpu = UInt16(v)
         if isVMX {
             if vmclearOnSwitch, current[v] >= 0 {
                 let old = Int(current[v])
-                batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .clear, gpa: gpas[old]))
+                batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .clear, gpa: gpas[old])
+                n += 1
                 current[v] = -1
                 if activeOn[old] == Int32(v) { activeOn[old] = -1 }
             }
             let a = Int(activeOn[g])
             if vmclearOnMigrate, a >= 0, a != v {
                 // L1 KVM's loaded_vmcs_clear: VMCLEAR on the CPU where the VMCS is active.
-                batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(a), op: .clear, gpa: gpas[g]))
+                batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(a), op: .clear, gpa: gpas[g])
+                n += 1
                 if current[a] == Int32(g) { current[a] = -1 }
                 activeOn[g] = -1
             }
-            batch.append(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .load, gpa: gpas[g]))
+            batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .load, gpa: gpas[g])
+            n += 1
             activeOn[g] = Int32(v)
         }
         current[v] = Int32(g)

@@ -89,6 +89,31 @@ public struct SwitchWindow: Sendable {
         }
     }
 
+    /// Records a stretch of the VM's stream whose switches the caller found itself, by the rules
+    /// `record(_:)` follows (the daemon's feeder: `SwitchTracker.advance`, already run over every
+    /// event): `switches` in stream order, out of `events` events naming the vCPUs `vcpus`.
+    /// A window is fed this way or by `record(_:)` for its whole life, not both: this one does
+    /// not follow the vCPUs' current control blocks.
+    /// - Complexity: O(switches + vcpus), not O(events).
+    public mutating func record(switches: some Sequence<Switch>, events: Int, vcpus: some Sequence<Int>) {
+        eventsSeen &+= UInt64(events)
+        for v in vcpus {
+            if v >= current.count {
+                let n = v + 1 - current.count
+                current.append(contentsOf: repeatElement(.none, count: n))
+                isSeen.append(contentsOf: repeatElement(false, count: n))
+            }
+            if !isSeen[v] {
+                isSeen[v] = true
+                seenVCPUs += 1
+            }
+        }
+        for s in switches {
+            switchesSeen &+= 1
+            append(s)
+        }
+    }
+
     private mutating func append(_ s: Switch) {
         if count < capacity {
             let c = count / chunkSize
