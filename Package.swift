@@ -62,7 +62,18 @@ let package = Package(
                 "NestCacheCore", "NestCacheWorkload", "NestCacheControl", "NestCacheSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict,
+            // Issue 10: the Swift runtime (and FoundationEssentials, which ArgumentParser imports)
+            // linked in, not loaded: 11 Swift libraries mapped and relocated at every start were
+            // 2-3 ms of a 7 ms replay of a small trace. Linux only (Darwin has no static stdlib).
+            // The static FoundationEssentials needs the three libraries after it, which only
+            // `swift build --static-swift-stdlib` would add (it rebuilds every target);
+            // lld, as gold warns about FoundationEssentials' use of mktemp.
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-use-ld=lld"],
+                    .when(platforms: [.linux])),
+            ]),
         .executableTarget(
             name: "nestcache-bench",
             dependencies: [
