@@ -102,30 +102,38 @@ extension FtraceLine {
             comm = p.comm
         }
 
-        // Latency flags (4 or 5 characters) or straight the timestamp, as `header` reads them with
-        // `token`: the timestamp is the blank-free run that ends at the first ':' after the CPU
-        // column, followed by a blank or the end; before it, blanks around at most the flags.
-        guard let c = memchr(base + afterCPU, Int32(UInt8(ascii: ":")), n - afterCPU) else { return .fallback }
-        let colon = base.distance(to: c.assumingMemoryBound(to: UInt8.self))
-        guard colon + 1 == n || Bytes.isSpace(l[colon + 1]) else { return .fallback }
-        var ts = colon
-        while ts > afterCPU, !Bytes.isSpace(l[ts - 1]) { ts -= 1 }
-        var f = afterCPU
-        while f < ts, Bytes.isSpace(l[f]) { f += 1 }
-        if f < ts {
-            var e = f
-            while !Bytes.isSpace(l[e]) { e += 1 }  // stops at ts - 1 at the latest: a blank
-            guard e - f == 4 || e - f == 5 else { return .fallback }
-            while e < ts, Bytes.isSpace(l[e]) { e += 1 }
-            guard e == ts else { return .fallback }  // a second word: `header` fails
+        // Latency flags (4 or 5 characters) or straight the timestamp, as `header` reads them
+        // with `token`: the timestamp token is `SECONDS.FRACTION:` then a blank or the end,
+        // read and checked in one pass (`timeToken`).
+        var a = afterCPU
+        while a < n, Bytes.isSpace(l[a]) { a += 1 }
+        var colon: Int
+        var timeNs: UInt64
+        if let t = timeToken(l, at: a) {
+            (timeNs, colon) = t
+        } else {
+            var e = a
+            while e < n, !Bytes.isSpace(l[e]) { e += 1 }
+            // A first word ending in ':' that is no timestamp: `header` fails.
+            guard e - a == 4 || e - a == 5, l[e - 1] != UInt8(ascii: ":") else { return .fallback }
+            while e < n, Bytes.isSpace(l[e]) { e += 1 }
+            guard let t = timeToken(l, at: e) else { return .fallback }
+            (timeNs, colon) = t
         }
-        guard let timeNs = quickTimestamp(l, ts, colon) else { return .fallback }
 
         // The event name up to its colon; perf's `system:name:` up to the second one.
         i = colon + 1
         while i < n, Bytes.isSpace(l[i]) { i += 1 }
         let nameStart = i
-        while i < n, l[i] != UInt8(ascii: ":"), !Bytes.isSpace(l[i]) { i += 1 }
+        // The two events of every nested entry by their whole name, colon and blank (what the
+        // scan below finds for them, without the scan); any other name the general way.
+        if isWord(l, at: i, "kvm_exit:") {
+            i += 8
+        } else if isWord(l, at: i, "kvm_nested_vmenter:") {
+            i += 18
+        } else {
+            while i < n, l[i] != UInt8(ascii: ":"), !Bytes.isSpace(l[i]) { i += 1 }
+        }
         // Also `<stack trace>` (a name starting with `<` never ends in `:` before a blank here,
         // but `parse` ignores the line: fall back on `<` first).
         guard i < n, i > nameStart, l[i] == UInt8(ascii: ":"), l[nameStart] != UInt8(ascii: "<") else {
@@ -238,20 +246,21 @@ extension FtraceLine {
             v += 2
             let first = v
             var raw: UInt64 = 0
-            while v < end, !Bytes.isSpace(l[v]) {
+            while v < end {
                 let c = l[v]
-                let d: UInt8
-                if c &- 0x30 < 10 {
-                    d = c &- 0x30
-                } else if (c | 0x20) &- 0x61 < 6 {
-                    d = (c | 0x20) &- 0x61 &+ 10
+                let digit = c &- 0x30
+                let letter = (c | 0x20) &- 0x61
+                if digit < 10 {
+                    raw = raw << 4 | UInt64(digit)
+                } else if letter < 6 {
+                    raw = raw << 4 | UInt64(letter &+ 10)
                 } else {
-                    return nil
+                    break
                 }
-                raw = raw << 4 | UInt64(d)
                 v += 1
             }
-            guard v > first, v - first <= 16 else { return nil }
+            // The token ends here, or it has a byte that is no hex digit.
+            guard v == end || Bytes.isSpace(l[v]), v > first, v - first <= 16 else { return nil }
             if !isVMCB, raw == evmcsSentinel { return (raw, false) }
             guard GPA(raw).isValid else { return nil }
             return (raw, isVMCB)
@@ -259,31 +268,32 @@ extension FtraceLine {
         return nil
     }
 
-    /// `timestamp(l, a..<e)` in one pass: `SECONDS.FRACTION` with 6 or 9 fraction digits, in ns;
-    /// nil on any other form or overflow.
+    /// The token at `a` when it is a timestamp and its colon (`SECONDS.FRACTION:`, 6 or 9
+    /// decimals, then a blank or the end of the line): the time in ns and the colon's index.
+    /// nil for any other token, or seconds of more than 19 digits (`header` then decides).
     @inline(__always)
-    static func quickTimestamp(_ l: UnsafeBufferPointer<UInt8>, _ a: Int, _ e: Int) -> UInt64? {
+    static func timeToken(_ l: UnsafeBufferPointer<UInt8>, at a: Int) -> (UInt64, Int)? {
+        let n = l.count
         var k = a
         var secs: UInt64 = 0
-        while k < e, l[k] != UInt8(ascii: ".") {
-            let d = l[k] &- 0x30
-            guard d < 10 else { return nil }
-            secs = secs &* 10 &+ UInt64(d)
+        while k < n, isDigit(l[k]) {
+            secs = secs &* 10 &+ UInt64(l[k] &- 0x30)
             k += 1
         }
-        // Up to 19 digits cannot overflow; more: `timestamp` decides (it checks every step).
-        guard k > a, k < e else { return nil }
-        if k - a > 19 { return timestamp(l, a..<e) }
-        let digits = e - k - 1
-        guard digits == 6 || digits == 9 else { return nil }
+        guard k > a, k - a <= 19, k < n, l[k] == UInt8(ascii: ".") else { return nil }
+        k += 1
+        let f = k
         var frac: UInt64 = 0
-        for m in (k + 1)..<e {
-            let d = l[m] &- 0x30
-            guard d < 10 else { return nil }
-            frac = frac &* 10 &+ UInt64(d)
+        while k < n, isDigit(l[k]) {
+            frac = frac &* 10 &+ UInt64(l[k] &- 0x30)
+            k += 1
+        }
+        let digits = k - f
+        guard digits == 6 || digits == 9, k < n, l[k] == UInt8(ascii: ":"), k + 1 == n || Bytes.isSpace(l[k + 1]) else {
+            return nil
         }
         let (ns, o1) = secs.multipliedReportingOverflow(by: 1_000_000_000)
         let (t, o2) = ns.addingReportingOverflow(digits == 6 ? frac &* 1000 : frac)
-        return o1 || o2 ? nil : t
+        return o1 || o2 ? nil : (t, k)
     }
 }

@@ -96,6 +96,11 @@ public final class FtraceReader: EventSource {
     let vmIDOfTGID: ((Int32) -> String?)?
     /// False: every line through `FtraceLine.parse` (the tests compare both paths).
     package var usesFastPath = true
+    /// `quickLines`' events before they are copied to the caller's batch (`Event` is trivial:
+    /// nothing to deinitialize).
+    var scratch = UnsafeMutableBufferPointer<Event>(start: nil, count: 0)
+
+    deinit { scratch.deallocate() }
 
     /// Opens `path` (`-` for standard input). `vm` names the VM of lines without a tgid (the CLI
     /// passes the file's base name by default); it must be a valid VM id (`.usage` otherwise).
@@ -193,12 +198,21 @@ public final class FtraceReader: EventSource {
         swap(&threads, &vcpuOfThread)
         var clears: UInt64 = 0
         var evmcs: UInt64 = 0
+        // The events go to `scratch` (plain stores), then to `batch` in one copy.
+        let room = limit - batch.count
+        if scratch.count < room {
+            scratch.deallocate()
+            scratch = UnsafeMutableBufferPointer.allocate(capacity: room)
+        }
+        let events = scratch
+        var k = 0
         defer {
             swap(&threads, &vcpuOfThread)
             unresolvedClears &+= clears
             evmcsSkipped &+= evmcs
+            batch.append(contentsOf: UnsafeBufferPointer(rebasing: events[0..<k]))
         }
-        while limit - batch.count >= 2, p < n, let nl = memchr(base + p, 0x0A, n - p) {
+        while room - k >= 2, p < n, let nl = memchr(base + p, 0x0A, n - p) {
             let len = (base + p).distance(to: nl.assumingMemoryBound(to: UInt8.self))
             let line = UnsafeBufferPointer(start: base + p, count: len)
             switch FtraceLine.quick(line) {
@@ -220,10 +234,12 @@ public final class FtraceReader: EventSource {
                 if e.isVMCB {
                     let key = UInt64(UInt32(bitPattern: vm)) << 16 | UInt64(vcpu)
                     if let old = lastVMCB.updateValue(gpa, forKey: key), old != gpa {
-                        batch.append(Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
+                        events.initializeElement(at: k, to: Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
+                        k += 1
                     }
                 }
-                batch.append(Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .enter, gpa: gpa))
+                events.initializeElement(at: k, to: Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .enter, gpa: gpa))
+                k += 1
             }
             p += len + 1
             taken += 1
