@@ -87,10 +87,15 @@ extension FtraceLine {
         guard j >= 0, Bytes.isSpace(l[j]) else { return .fallback }
         while j >= 0, Bytes.isSpace(l[j]) { j -= 1 }
         let pidEnd = j + 1
-        while j >= 0, isDigit(l[j]) { j -= 1 }
-        if j >= 0, j + 1 < pidEnd, pidEnd - (j + 1) <= 10, l[j] == UInt8(ascii: "-") {
-            var v: UInt64 = 0
-            for d in (j + 1)..<pidEnd { v = v &* 10 &+ UInt64(l[d] &- 0x30) }
+        // The pid's value read right to left in the same scan (10 digits at most: no overflow).
+        var v: UInt64 = 0
+        var scale: UInt64 = 1
+        while j >= 0, isDigit(l[j]), pidEnd - j <= 10 {
+            v &+= UInt64(l[j] &- 0x30) &* scale
+            scale &*= 10
+            j -= 1
+        }
+        if j >= 0, j + 1 < pidEnd, l[j] == UInt8(ascii: "-") {
             guard v <= UInt64(Int32.max) else { return .fallback }
             pid = Int32(v)
             // `leftOfCPU`'s comm start: the first non-blank, here `i` (or `j` for an empty comm).
