@@ -53,17 +53,23 @@ extension FtraceLine {
         if n > 0, raw[n - 1] == 0x0D { n -= 1 }
         let l = UnsafeBufferPointer(start: base, count: n)
 
-        // The line forms `parse` tells apart by their first character.
+        // The line forms `parse` tells apart by their start: comments and markers, `=>`, `cpus=`,
+        // `version = `, `CPU:N [LOST ...]` (a comm such as `vhost-812` or `cc1-9` is an event line).
+        // Not `CPU 3 is empty`: it has no `[` (below), and ruling it out on every `CPU 1/KVM` comm
+        // costs.
         var i = 0
         while i < n, Bytes.isSpace(l[i]) { i += 1 }
         guard i < n else { return .fallback }
         switch l[i] {
-        case UInt8(ascii: "#"), UInt8(ascii: "="), UInt8(ascii: "c"), UInt8(ascii: "v"):
-            // Comments, `=>`, `cpus=`, `version = ` (and any comm starting so: rare).
+        case UInt8(ascii: "#"):
             return .fallback
+        case UInt8(ascii: "="):
+            if matches(l, at: i, "=>") { return .fallback }
+        case UInt8(ascii: "c"):
+            if matches(l, at: i, "cpus=") { return .fallback }
+        case UInt8(ascii: "v"):
+            if matches(l, at: i, "version = ") { return .fallback }
         case UInt8(ascii: "C"):
-            // A lost-event marker; not `CPU 3 is empty`, which has no `[` (below) and is costly to
-            // rule out on every `CPU 1/KVM` comm.
             if matches(l, at: i, "CPU:") { return .fallback }
         default:
             break

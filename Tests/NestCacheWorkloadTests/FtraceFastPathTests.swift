@@ -94,6 +94,9 @@ import Testing
             ("comm-cpus", "cpus=1-4811 [001] d.... 100.000001: \(exit)\ncpus=1-4811 [001] ..... 100.000002: \(enter)\n"),
             ("comm-version", "version = 6-4811 [001] d.... 100.000001: \(exit)\n"),
             ("comm-CPU-colon", "CPU:1-4811 [001] d.... 100.000001: \(exit)\n"),
+            ("comm-arrow", "=>x-4811 [001] d.... 100.000001: \(exit)\n"),
+            // Comms that start like those but are not: event lines.
+            ("comm-like", "vhost-4811 [001] d.... 100.000001: \(exit)\nc-4811 [001] ..... 100.000002: \(enter)\n=x-4811 [001] ..... 100.000003: \(enter)\n"),
             // The tgid column, unknown tgid, perf's TID and PID/TID columns: `leftOfCPU`.
             ("tgid", "CPU 1/KVM-4811 (4800) [001] d.... 100.000001: \(exit)\nCPU 1/KVM-4811 (4800) [001] ..... 100.000002: \(enter)\n"),
             ("tgid-unknown", "CPU 1/KVM-4811 (-------) [001] d.... 100.000001: \(exit)\nCPU 1/KVM-4811 (-------) [001] ..... 100.000002: \(enter)\n"),
