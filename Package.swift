@@ -73,13 +73,13 @@ let package = Package(
             // they dirty) were another 0.8 ms. The price: this short-lived CLI's own image is not
             // randomized (the stack, heap and libc still are); nestcached, the long-running one,
             // stays PIE.
+            // Debug builds stay PIE: the sanitizer builds of `make sanitize` are debug builds, and
+            // ThreadSanitizer wants a PIE.
             linkerSettings: [
                 .unsafeFlags(
-                    [
-                        "-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization",
-                        "-use-ld=lld", "-Xclang-linker", "-no-pie",
-                    ],
+                    ["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-use-ld=lld"],
                     .when(platforms: [.linux])),
+                .unsafeFlags(["-Xclang-linker", "-no-pie"], .when(platforms: [.linux], configuration: .release)),
             ]),
         .executableTarget(
             name: "nestcache-bench",
