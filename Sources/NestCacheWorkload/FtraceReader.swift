@@ -186,7 +186,7 @@ public final class FtraceReader: EventSource {
     /// The fast path over `view`'s whole lines (see `FtraceLine.quick`) while `batch` has room
     /// for two events: what the general path would do with them, without its checks of what
     /// `quick` already checked. Stops before a line `quick` does not read, or an entry whose
-    /// thread has no `vcpu N` yet (the general path then reads its comm or numbers the thread).
+    /// thread has neither a `vcpu N` yet nor a `CPU N/KVM` comm (the general path numbers it).
     /// Returns the bytes and lines taken.
     func quickLines(_ view: UnsafeBufferPointer<UInt8>, into batch: inout [Event], limit: Int) -> (bytes: Int, lines: Int) {
         guard let base = view.baseAddress else { return (0, 0) }
@@ -229,7 +229,16 @@ public final class FtraceReader: EventSource {
                     break
                 }
                 let vm = vmIndex(e.tgid)
-                guard let vcpu = threads.vcpu(of: e.pid) else { return (p, taken) }
+                // `vcpu(of:)`'s first two sources; a thread to number (or a bad comm number) is
+                // the general path's.
+                let vcpu: UInt16
+                if let v = threads.vcpu(of: e.pid) {
+                    vcpu = v
+                } else if let n = FtraceLine.commVCPU(line, e.comm), n < UInt64(VCPULimit.count) {
+                    vcpu = UInt16(n)
+                } else {
+                    return (p, taken)
+                }
                 let gpa = GPA(e.raw)
                 if e.isVMCB {
                     let key = UInt64(UInt32(bitPattern: vm)) << 16 | UInt64(vcpu)

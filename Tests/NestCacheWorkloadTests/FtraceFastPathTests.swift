@@ -141,7 +141,8 @@ import Testing
             ("nested-exit-rip", "CPU 1/KVM-4811 [001] d.... 100.000001: kvm_nested_vmexit: rip: 0x0000000000000001 reason: EPT_VIOLATION\n"),
             // Entries: no vCPU yet (comm `CPU N/KVM`, else numbered), eVMCS, vmcb (SVM clears,
             // batches of 1 and 2), a key inside a word, a bad value, an unaligned GPA, uppercase hex.
-            ("enter-comm", "CPU 7/KVM-4811 [001] ..... 100.000002: \(enter)\n"),
+            ("enter-comm", "CPU 7/KVM-4811 [001] ..... 100.000002: \(enter)\nCPU 7/KVM-4812 (4800) [001] ..... 100.000003: \(enter)\n"),
+            ("enter-comm-big", "CPU 7/KVM-4811 [001] ..... 100.000002: \(enter)\nCPU 4096/KVM-4812 [001] ..... 100.000003: \(enter)\n"),
             ("enter-numbered", "qemu-4811 [001] ..... 100.000002: \(enter)\nqemu-4812 [001] ..... 100.000003: \(enter)\n"),
             ("evmcs", "CPU 1/KVM-4811 [001] ..... 100.000002: kvm_nested_vmenter: rip: 0x1 vmcs: 0xffffffffffffffff nested_rip: 0x0\n"),
             ("vmcb", "CPU 1/KVM-4811 [001] d.... 100.000001: \(exit)\n" + (1...6).map { "CPU 1/KVM-4811 [001] ..... 100.00000\($0 + 1): kvm_nested_vmrun: rip: 0x1 vmcb: 0x\($0 % 3 + 1)000 nrip: 0x0\n" }.joined()),
