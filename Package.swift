@@ -62,7 +62,24 @@ let package = Package(
                 "NestCacheCore", "NestCacheWorkload", "NestCacheControl", "NestCacheSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            swiftSettings: strict),
+            swiftSettings: strict,
+            // Issue 10: the Swift runtime (and FoundationEssentials, which ArgumentParser imports)
+            // linked in, not loaded: 11 Swift libraries mapped and relocated at every start were
+            // 2-3 ms of a 7 ms replay of a small trace. Linux only (Darwin has no static stdlib).
+            // The static FoundationEssentials needs the three libraries after it, which only
+            // `swift build --static-swift-stdlib` would add (it rebuilds every target);
+            // lld, as gold warns about FoundationEssentials' use of mktemp.
+            // Release builds are not position-independent: the loader's 40,000 relative relocations
+            // of the Swift metadata (and the ~120 pages they dirty) were another 0.8 ms. The price:
+            // this short-lived CLI's own image is not randomized (the stack, heap and libc still
+            // are); nestcached, the long-running one, stays PIE. Debug builds stay PIE too: the
+            // sanitizer builds of `make sanitize` are debug builds, and ThreadSanitizer wants one.
+            linkerSettings: [
+                .unsafeFlags(
+                    ["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-use-ld=lld"],
+                    .when(platforms: [.linux])),
+                .unsafeFlags(["-Xclang-linker", "-no-pie"], .when(platforms: [.linux], configuration: .release)),
+            ]),
         .executableTarget(
             name: "nestcache-bench",
             dependencies: [

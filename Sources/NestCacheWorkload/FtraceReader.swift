@@ -1,5 +1,13 @@
 import NestCacheCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Reads Linux ftrace text — `trace-cmd report` output, `/sys/kernel/tracing/trace` or
 /// `trace_pipe`, `perf script` output of `perf record -e 'kvm:*'` — as a stream of `enter` (and,
 /// for SVM, `clear`) events (DESIGN §5).
@@ -30,8 +38,15 @@ import NestCacheCore
 /// `pid_numbered_vcpus` (threads whose vCPU index came from the order of appearance); and
 /// `skippedEvents`, the lines of every other event per event name.
 ///
-/// - Complexity: O(1) memory in the file's size (state per thread, VM and vCPU); one
-///   Dictionary lookup or two per KVM line; no allocation per line once every thread is known.
+/// Most lines take the fast path (`FtraceLine.quick`, `quickLines`), straight out of the
+/// `LineReader`'s buffer; any line it does not read goes through `FtraceLine.parse` and `general`,
+/// one at a time, with the same result (DESIGN §5 is implemented once, by the general path; the
+/// fast path only reads the layouts whose meaning it shares with it).
+///
+/// - Complexity: O(1) memory in the file's size (state per thread, VM and vCPU); O(1) expected
+///   per KVM line: the thread's vCPU from `ThreadVCPUTable` (the last thread's slot first), the
+///   VM from the last tgid (else one Dictionary lookup); no allocation per line once every
+///   thread is known.
 public final class FtraceReader: EventSource {
     public private(set) var registry: VMRegistry
     public private(set) var warnings: [String] = []
@@ -62,8 +77,11 @@ public final class FtraceReader: EventSource {
     let vmName: String
     var defaultVM: Int32?
     var vmByTGID: [Int32: Int32] = [:]
+    /// The last tgid `vmIndex` answered for, and its VM (-1: none yet).
+    var lastTGID: Int32 = -1
+    var lastTGIDVM: Int32 = 0
     /// The `vcpu N` of each thread's latest kvm_exit / kvm_entry / kvm_nested_vmexit.
-    var vcpuOfThread: [Int32: UInt16] = [:]
+    var vcpuOfThread = ThreadVCPUTable()
     /// Threads numbered by order of appearance (no other source of a vCPU index).
     var numberOfThread: [Int32: UInt16] = [:]
     /// Per VM index: the next number to give.
@@ -76,6 +94,13 @@ public final class FtraceReader: EventSource {
     var skipped = EventNameCounts()
     /// The VM id of a tgid when it is not its decimal (`nestcache record`: QEMU's `-name`).
     let vmIDOfTGID: ((Int32) -> String?)?
+    /// False: every line through `FtraceLine.parse` (the tests compare both paths).
+    package var usesFastPath = true
+    /// `quickLines`' events before they are copied to the caller's batch (`Event` is trivial:
+    /// nothing to deinitialize).
+    var scratch = UnsafeMutableBufferPointer<Event>(start: nil, count: 0)
+
+    deinit { scratch.deallocate() }
 
     /// Opens `path` (`-` for standard input). `vm` names the VM of lines without a tgid (the CLI
     /// passes the file's base name by default); it must be a valid VM id (`.usage` otherwise).
@@ -116,30 +141,119 @@ public final class FtraceReader: EventSource {
             batch.append(p)
             pending = nil
         }
-        while batch.count < limit, let line = try lines.nextLine() {
-            switch FtraceLine.parse(line) {
-            case .ignored:
-                continue
-            case .skipped(let name):
-                skipped.add(UnsafeBufferPointer(rebasing: line[name]))
-            case .lost(let count):
-                lostEventMarkers &+= 1
-                if let count { lostEvents &+= count }
-            case .invalid(let message):
-                try invalid(message)
-            case .record(let r):
-                switch r.event {
-                case .vcpuHint(let vcpu, let isVMClear):
-                    if isVMClear { unresolvedClears &+= 1 }
-                    if let vcpu { vcpuOfThread[r.pid] = vcpu }
-                case .evmcsEnter:
-                    evmcsSkipped &+= 1
-                case .enter(let gpa, let isVMCB):
-                    try enter(gpa, isVMCB: isVMCB, r, line, into: &batch, limit: limit)
+        while batch.count < limit {
+            // Whole buffered lines the fast way, while there is room for an SVM switch's two
+            // events; it stops before the first line it does not read.
+            if usesFastPath, limit - batch.count >= 2 {
+                let taken = try lines.withBufferedLines { (view) throws(TraceError) in
+                    let t = quickLines(view, into: &batch, limit: limit)
+                    return (t.bytes, t.lines, t.lines)
                 }
+                if taken > 0 { continue }
             }
+            // One line the general way (the first one the fast path leaves, or one that needs a read).
+            guard let line = try lines.nextLine() else { break }
+            try general(line, into: &batch, limit: limit)
         }
         return !batch.isEmpty
+    }
+
+    /// One line through `FtraceLine.parse`: every line form, every message.
+    func general(_ line: UnsafeBufferPointer<UInt8>, into batch: inout [Event], limit: Int) throws(TraceError) {
+        switch FtraceLine.parse(line) {
+        case .ignored:
+            return
+        case .skipped(let name):
+            skipped.add(UnsafeBufferPointer(rebasing: line[name]))
+        case .lost(let count):
+            lostEventMarkers &+= 1
+            if let count { lostEvents &+= count }
+        case .invalid(let message):
+            try invalid(message)
+        case .record(let r):
+            switch r.event {
+            case .vcpuHint(let vcpu, let isVMClear):
+                if isVMClear { unresolvedClears &+= 1 }
+                if let vcpu { vcpuOfThread.set(r.pid, vcpu) }
+            case .evmcsEnter:
+                evmcsSkipped &+= 1
+            case .enter(let gpa, let isVMCB):
+                try enter(gpa, isVMCB: isVMCB, r, line, into: &batch, limit: limit)
+            }
+        }
+    }
+
+    /// The fast path over `view`'s whole lines (see `FtraceLine.quick`) while `batch` has room
+    /// for two events: what the general path would do with them, without its checks of what
+    /// `quick` already checked. Stops before a line `quick` does not read, or an entry whose
+    /// thread has neither a `vcpu N` yet nor a `CPU N/KVM` comm (the general path numbers it).
+    /// Returns the bytes and lines taken.
+    func quickLines(_ view: UnsafeBufferPointer<UInt8>, into batch: inout [Event], limit: Int) -> (bytes: Int, lines: Int) {
+        guard let base = view.baseAddress else { return (0, 0) }
+        let n = view.count
+        var p = 0
+        var taken = 0
+        // Counters and the thread table as locals for the loop (no class access per line).
+        var threads = ThreadVCPUTable.empty
+        swap(&threads, &vcpuOfThread)
+        var clears: UInt64 = 0
+        var evmcs: UInt64 = 0
+        // The events go to `scratch` (plain stores), then to `batch` in one copy.
+        let room = limit - batch.count
+        if scratch.count < room {
+            scratch.deallocate()
+            scratch = UnsafeMutableBufferPointer.allocate(capacity: room)
+        }
+        let events = scratch
+        var k = 0
+        defer {
+            swap(&threads, &vcpuOfThread)
+            unresolvedClears &+= clears
+            evmcsSkipped &+= evmcs
+            batch.append(contentsOf: UnsafeBufferPointer(rebasing: events[0..<k]))
+        }
+        while room - k >= 2, p < n, let nl = memchr(base + p, 0x0A, n - p) {
+            let len = (base + p).distance(to: nl.assumingMemoryBound(to: UInt8.self))
+            let line = UnsafeBufferPointer(start: base + p, count: len)
+            switch FtraceLine.quick(line) {
+            case .fallback:
+                return (p, taken)
+            case .skipped(let name):
+                skipped.add(UnsafeBufferPointer(rebasing: line[name]))
+            case .hint(let pid, let vcpu, let isVMClear):
+                if isVMClear { clears &+= 1 }
+                if let vcpu { threads.set(pid, vcpu) }
+            case .enter(let e):
+                if !e.isVMCB, e.raw == FtraceLine.evmcsSentinel {
+                    evmcs &+= 1
+                    break
+                }
+                let vm = vmIndex(e.tgid)
+                // `vcpu(of:)`'s first two sources; a thread to number (or a bad comm number) is
+                // the general path's.
+                let vcpu: UInt16
+                if let v = threads.vcpu(of: e.pid) {
+                    vcpu = v
+                } else if let n = FtraceLine.commVCPU(line, e.comm), n < UInt64(VCPULimit.count) {
+                    vcpu = UInt16(n)
+                } else {
+                    return (p, taken)
+                }
+                let gpa = GPA(e.raw)
+                if e.isVMCB {
+                    let key = UInt64(UInt32(bitPattern: vm)) << 16 | UInt64(vcpu)
+                    if let old = lastVMCB.updateValue(gpa, forKey: key), old != gpa {
+                        events.initializeElement(at: k, to: Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
+                        k += 1
+                    }
+                }
+                events.initializeElement(at: k, to: Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .enter, gpa: gpa))
+                k += 1
+            }
+            p += len + 1
+            taken += 1
+        }
+        return (p, taken)
     }
 
     /// Appends the events of one entry line: a `clear` of the previous VMCB first if it changed.
@@ -169,7 +283,12 @@ public final class FtraceReader: EventSource {
     @inline(__always)
     func vmIndex(_ tgid: FtraceLine.TGID) -> Int32 {
         if case .known(let t) = tgid {
-            if let i = vmByTGID[t] { return i }
+            if t == lastTGID { return lastTGIDVM }
+            if let i = vmByTGID[t] {
+                lastTGID = t
+                lastTGIDVM = i
+                return i
+            }
             var id = String(t)
             if let name = vmIDOfTGID?(t), VMInfo.isValidID(Array(name.utf8)), registry.index(of: name) == nil {
                 id = name
@@ -187,7 +306,7 @@ public final class FtraceReader: EventSource {
     /// The L1 vCPU of an entry line (see the type's comment); nil after reporting an invalid line.
     @inline(__always)
     func vcpu(of r: FtraceLine.Record, _ line: UnsafeBufferPointer<UInt8>, vm: Int32) throws(TraceError) -> UInt16? {
-        if let v = vcpuOfThread[r.pid] { return v }
+        if let v = vcpuOfThread.vcpu(of: r.pid) { return v }
         if let n = FtraceLine.commVCPU(line, r.comm) {
             guard n < UInt64(VCPULimit.count) else {
                 try invalid("vCPU \(n) of thread name 'CPU \(n)/KVM' is out of range (must be below \(VCPULimit.count))")

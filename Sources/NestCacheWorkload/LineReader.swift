@@ -47,6 +47,8 @@ public final class LineReader {
     private var start = 0
     private var end = 0
     private var isEOF = false
+    /// The most bytes one `read(2)` asks for.
+    private let readSize: Int
     /// What the descriptor is, from `fstat` at open.
     private let fileType: mode_t
     private let fileID: (dev: UInt64, ino: UInt64)
@@ -57,7 +59,16 @@ public final class LineReader {
 
     /// Opens `path`, or standard input for `-`. Throws `.inputMissing` when it cannot be opened.
     /// `follow`, `endsAtEOF`: see the type's comment (standard input cannot be followed).
-    public init(path: String, follow: Bool = false, endsAtEOF: Bool = false) throws(TraceError) {
+    public convenience init(path: String, follow: Bool = false, endsAtEOF: Bool = false) throws(TraceError) {
+        try self.init(path: path, follow: follow, endsAtEOF: endsAtEOF, readSize: Self.chunk + Self.maxLineLength)
+    }
+
+    /// As `init(path:follow:endsAtEOF:)`, reading at most `readSize` bytes per `read(2)`: a
+    /// reader that wants a few lines (`TraceFormat.detect`) then reads, and the kernel maps,
+    /// only the pages they are on. Lines are the same whatever the size.
+    package init(path: String, follow: Bool = false, endsAtEOF: Bool = false, readSize: Int) throws(TraceError) {
+        precondition(readSize > 0, "readSize \(readSize)")
+        self.readSize = readSize
         self.path = path
         self.isFollowing = follow && path != "-"
         self.endsAtEOF = endsAtEOF
@@ -183,7 +194,7 @@ public final class LineReader {
             }
             if r <= 0 || p.revents == 0 { return false }
         }
-        let n = Syscall.read(fd, into: UnsafeMutableRawBufferPointer(start: base.advanced(by: end), count: buffer.count - end))
+        let n = Syscall.read(fd, into: UnsafeMutableRawBufferPointer(start: base.advanced(by: end), count: min(buffer.count - end, readSize)))
         if n > 0 {
             end += n
             bytesRead &+= UInt64(n)

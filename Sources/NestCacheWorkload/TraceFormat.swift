@@ -15,7 +15,9 @@ public enum TraceFormat: String, Sendable, CaseIterable {
     /// - Throws: `.inputMissing` when the file cannot be opened; read errors and over-long lines.
     public static func detect(path: String) throws(TraceError) -> TraceFormat {
         if path == "-" { return .native }
-        let reader = try LineReader(path: path)
+        // 64 KiB reads: the first lines, not the 2 MiB a reader's first read fills (and faults
+        // in) before the real reader reads the same bytes again.
+        let reader = try LineReader(path: path, readSize: 1 << 16)
         var first: [String] = []
         while first.count < peekLines, let line = try reader.nextLine() {
             first.append(String(decoding: line, as: UTF8.self))

@@ -9,6 +9,7 @@ import Glibc
 
 struct Compare: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "compare",
         abstract: "Run several policies over the same stream, one row per policy.",
         usage: """
             nestcache compare <files> ... [options]

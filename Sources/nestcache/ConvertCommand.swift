@@ -9,6 +9,7 @@ import Glibc
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "convert",
         abstract: "Convert a trace (Linux ftrace text or native) to the native format.",
         usage: "nestcache convert <input> [--to native] <output> [--format auto|native|ftrace] [--vm <name>] [--skip-invalid]",
         discussion: """

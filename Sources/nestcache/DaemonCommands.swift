@@ -30,6 +30,7 @@ struct DaemonOptions: ParsableArguments {
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "show",
         abstract: "Ask nestcached: info, stats [VM], vcpus VM, bounds VM, metrics or config.",
         discussion: "Examples: nestcache show stats --json | jq .vms.web0.hits; nestcache show vcpus web0; nestcache show bounds web0 --json")
 
@@ -53,13 +54,15 @@ struct Show: ParsableCommand {
 }
 
 struct Ping: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check that nestcached answers.")
+    static let configuration = CommandConfiguration(
+        commandName: "ping", abstract: "Check that nestcached answers.")
     @OptionGroup var daemon: DaemonOptions
     func run() throws { try daemon.run(.ping) }
 }
 
 struct Reset: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Zero nestcached's counters (admin): reset counters [VM].")
+    static let configuration = CommandConfiguration(
+        commandName: "reset", abstract: "Zero nestcached's counters (admin): reset counters [VM].")
     @Argument(help: "'counters', then an optional VM.") var words: [String]
     @OptionGroup var daemon: DaemonOptions
     func validate() throws {
@@ -69,21 +72,24 @@ struct Reset: ParsableCommand {
 }
 
 struct Pause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop feeding a VM's workload (admin).")
+    static let configuration = CommandConfiguration(
+        commandName: "pause", abstract: "Stop feeding a VM's workload (admin).")
     @Argument(help: "The VM.") var vm: String
     @OptionGroup var daemon: DaemonOptions
     func run() throws { try daemon.run(.pause(vm: vm)) }
 }
 
 struct Resume: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Feed a paused VM's workload again (admin).")
+    static let configuration = CommandConfiguration(
+        commandName: "resume", abstract: "Feed a paused VM's workload again (admin).")
     @Argument(help: "The VM.") var vm: String
     @OptionGroup var daemon: DaemonOptions
     func run() throws { try daemon.run(.resume(vm: vm)) }
 }
 
 struct Reload: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Make nestcached re-read its configuration (admin; as SIGHUP).")
+    static let configuration = CommandConfiguration(
+        commandName: "reload", abstract: "Make nestcached re-read its configuration (admin; as SIGHUP).")
     @OptionGroup var daemon: DaemonOptions
     func run() throws { try daemon.run(.reload) }
 }

@@ -10,6 +10,7 @@ import Glibc
 
 struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "record",
         abstract: "Capture the KVM nested-entry events of this host as a native trace (DESIGN §11).",
         usage: "nestcache record [--tracefs <dir>] [--instance <name> | --no-instance] [--duration <s>] <output>",
         discussion: """

@@ -9,6 +9,7 @@ import Glibc
 
 struct Simulate: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "simulate",
         abstract: "Write a simulated workload (DESIGN §6) as a native trace.",
         usage: """
             nestcache simulate (<spec> | --preset <name>) [--set <key=value> ...] --emit <file>

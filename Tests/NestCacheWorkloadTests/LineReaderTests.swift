@@ -19,6 +19,23 @@ import Testing
         #expect(reader.bytesRead == 16)
     }
 
+    /// `readSize` (issue 10: `TraceFormat.detect` reads 64 KiB at a time) changes how much one
+    /// read(2) asks for, not the lines: lines longer than a read, a CR kept, an empty line and a
+    /// last line without its newline come out the same as with the default reads.
+    @Test func linesAreTheSameWhateverTheReadSize() throws {
+        let long = String(repeating: "x", count: 70_000)
+        let text = "a\n\nbc\r\n\(long)\n" + (0..<1000).map { "line \($0)" }.joined(separator: "\n") + "\nlast"
+        let path = try temporaryFile(text)
+        let expected = try Self.lines(LineReader(path: path))
+        #expect(expected.count == 1005)
+        #expect(expected[2] == "bc\r" && expected[3] == long && expected.last == "last")
+        for size in [1, 7, 4096, 1 << 16] {
+            let reader = try LineReader(path: path, readSize: size)
+            #expect(try Self.lines(reader) == expected, "readSize \(size)")
+            #expect(reader.lineNumber == expected.count)
+        }
+    }
+
     @Test func emptyFileHasNoLines() throws {
         let reader = try LineReader(path: try temporaryFile(""))
         #expect(try Self.lines(reader).isEmpty)

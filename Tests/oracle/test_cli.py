@@ -2,6 +2,7 @@
 messages, JSON shape, and the §4 identities on the shipped sample trace."""
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -160,10 +161,15 @@ def test_json_is_one_document_on_stdout(nestcache):
 
 def test_the_cli_links_no_daemon_libraries(nestcache):
     """Issue 12: `nestcache` talks to the daemon through NestCacheControl only; it links neither
-    libsystemd nor (statically) SwiftNIO or the TOML parser."""
+    libsystemd nor (statically) SwiftNIO or the TOML parser. Issue 10: the Swift runtime is linked
+    in (`-static-stdlib`, Package.swift), so ldd lists no Swift library and says nothing of what
+    the Swift code uses: the symbols do (libsystemd's included, defined or not)."""
     libs = subprocess.run(["ldd", str(nestcache)], capture_output=True, text=True, check=True).stdout
     assert "libsystemd" not in libs, libs
+    assert "libswiftCore" not in libs and "libFoundation" not in libs, f"Swift runtime loaded dynamically:\n{libs}"
     symbols = subprocess.run(["nm", "-C", str(nestcache)], capture_output=True, text=True).stdout
     assert symbols, "nm printed nothing"
     for module in ["NIOPosix", "NestCacheTOML", "NestCacheDaemon"]:
         assert f"{module}." not in symbols, f"nestcache contains {module}"
+    for function in ["sd_notify", "sd_listen_fds", "sd_journal_sendv"]:
+        assert not re.search(rf"\b{function}\b", symbols), f"nestcache refers to libsystemd's {function}"
