@@ -129,10 +129,56 @@ public final class VMRuntime: Sendable {
         var lockWait = LockWait()
     }
 
-    /// One vCPU's shards of every per-vCPU policy (in `shardPolicies` order) and its lock's wait.
+    /// One vCPU's shards of every per-vCPU policy and its lock's wait. The shards sit in one typed
+    /// array per shard type, not as `[any VCPUShard]`: no box per shard, and the loop over a batch
+    /// is specialized for the type. `VMRuntime.shardRefs` says where policy `j` is; a new shard
+    /// type (a new per-vCPU policy) gets an array and a `ShardRef` case here.
+    ///
+    /// A new lane is a copy of `VMRuntime.laneTemplate` and shares its arrays' storage until its
+    /// first batch writes them (copy on write): a vCPU that has not run costs only its lock.
     struct LaneState: Sendable {
-        var shards: [any VCPUShard]
+        var lru: [LRUShard] = []
+        var mapPerEntry: [MapPerEntryShard] = []
         var lockWait = LockWait()
+
+        // By `ShardRef`, each a switch over the concrete arrays (no existential box per call:
+        // `publish` reads every shard of every lane).
+        func snapshot(_ r: ShardRef) -> StatsSnapshot {
+            switch r {
+            case .lru(let i): lru[i].snapshot
+            case .mapPerEntry(let i): mapPerEntry[i].snapshot
+            }
+        }
+
+        func isSeen(_ r: ShardRef) -> Bool {
+            switch r {
+            case .lru(let i): lru[i].isSeen
+            case .mapPerEntry(let i): mapPerEntry[i].isSeen
+            }
+        }
+
+        func mappedUnits(_ r: ShardRef) -> Int {
+            switch r {
+            case .lru(let i): lru[i].mappedUnits
+            case .mapPerEntry(let i): mapPerEntry[i].mappedUnits
+            }
+        }
+
+        func checkInvariants() {
+            for s in lru { s.checkInvariants() }
+            for s in mapPerEntry { s.checkInvariants() }
+        }
+
+        mutating func resetCounters() {
+            for i in lru.indices { lru[i].resetCounters() }
+            for i in mapPerEntry.indices { mapPerEntry[i].resetCounters() }
+        }
+    }
+
+    /// Where a per-vCPU policy's shard sits in each lane.
+    enum ShardRef: Sendable {
+        case lru(Int)
+        case mapPerEntry(Int)
     }
 
     /// Where policy `i` (configuration order) lives.
@@ -144,8 +190,15 @@ public final class VMRuntime: Sendable {
     let placements: [Placement]
     let tables: [Locked<TableSlot>]
     let shardPolicies: [PolicySpec]
+    /// Per per-vCPU policy (`shardPolicies` order): where its shard is in a lane.
+    let shardRefs: [ShardRef]
+    /// The shards of a vCPU that has not run, copied into each new lane.
+    let laneTemplate: LaneState
     /// Per per-vCPU policy (`shardPolicies` order).
     let mapped: [MappedUnits]
+    /// `mapped`, by position in the lanes' arrays.
+    let lruMapped: [MappedUnits]
+    let mapPerEntryMapped: [MappedUnits]
     /// Lanes by vCPU index, created as vCPUs appear (none without per-vCPU policies).
     let lanes = Locked<[Locked<LaneState>]>([])
     /// Serial queues by vCPU index, created as vCPUs appear.
@@ -193,7 +246,30 @@ public final class VMRuntime: Sendable {
         self.placements = placements
         self.tables = tables
         self.shardPolicies = shardPolicies
-        self.mapped = shardPolicies.map { _ in MappedUnits() }
+        let mapped = shardPolicies.map { _ in MappedUnits() }
+        self.mapped = mapped
+        var template = LaneState()
+        var refs: [ShardRef] = []
+        var lruMapped: [MappedUnits] = []
+        var mapPerEntryMapped: [MappedUnits] = []
+        for (j, p) in shardPolicies.enumerated() {
+            switch p.makeShard(info: info, defaultPagesPerContext: defaultPagesPerContext) {
+            case let s as LRUShard:
+                refs.append(.lru(template.lru.count))
+                template.lru.append(s)
+                lruMapped.append(mapped[j])
+            case let s as MapPerEntryShard:
+                refs.append(.mapPerEntry(template.mapPerEntry.count))
+                template.mapPerEntry.append(s)
+                mapPerEntryMapped.append(mapped[j])
+            default:
+                preconditionFailure("\(p): no lane array for its shard type")
+            }
+        }
+        self.shardRefs = refs
+        self.laneTemplate = template
+        self.lruMapped = lruMapped
+        self.mapPerEntryMapped = mapPerEntryMapped
         self.published = Locked(VMSnapshot(
             id: info.id, state: .running, l1VCPUs: info.l1VCPUs ?? 0, policies: policies,
             stats: [], vcpus: [], lockWait: LockWait()))
@@ -231,9 +307,7 @@ public final class VMRuntime: Sendable {
         guard !shardPolicies.isEmpty else { return nil }
         return lanes.withLock { ls in
             while ls.count <= v {
-                ls.append(Locked(LaneState(shards: shardPolicies.compactMap {
-                    $0.makeShard(info: info, defaultPagesPerContext: defaultPagesPerContext)
-                })))
+                ls.append(Locked(laneTemplate))
             }
             return ls[v]
         }
@@ -256,9 +330,13 @@ public final class VMRuntime: Sendable {
         let asked = DispatchTime.now().uptimeNanoseconds
         lane.withLock { l in
             l.lockWait.record(DispatchTime.now().uptimeNanoseconds &- asked)
-            for i in l.shards.indices {
-                let m = mapped[i]
-                l.shards[i].apply(events, migrations: migrations) { m.add($0) }
+            for i in l.lru.indices {
+                let m = lruMapped[i]
+                l.lru[i].apply(events, migrations: migrations) { m.add($0) }
+            }
+            for i in l.mapPerEntry.indices {
+                let m = mapPerEntryMapped[i]
+                l.mapPerEntry[i].apply(events, migrations: migrations) { m.add($0) }
             }
         }
     }
@@ -318,13 +396,13 @@ public final class VMRuntime: Sendable {
             var lastSeen = -1
             for (v, lane) in lanes.withLock({ $0 }).enumerated() {
                 lane.withLock { l in
-                    for j in l.shards.indices {
-                        let s = l.shards[j].snapshot
+                    for (j, r) in shardRefs.enumerated() {
+                        let s = l.snapshot(r)
                         sums[j].counters += s.counters
                         sums[j].gauges += s.gauges
                         if j == 0 { primary.append(s.counters) }
                     }
-                    if l.shards.first?.isSeen == true {
+                    if let r = shardRefs.first, l.isSeen(r) {
                         seen += 1
                         lastSeen = v
                     }
@@ -363,7 +441,7 @@ public final class VMRuntime: Sendable {
         }
         for lane in lanes.withLock({ $0 }) {
             lane.withLock { l in
-                for j in l.shards.indices { l.shards[j].resetCounters() }
+                l.resetCounters()
                 l.lockWait = LockWait()
             }
         }
@@ -378,10 +456,8 @@ public final class VMRuntime: Sendable {
         var units = [Int](repeating: 0, count: shardPolicies.count)
         for lane in lanes.withLock({ $0 }) {
             lane.withLock { l in
-                for j in l.shards.indices {
-                    l.shards[j].checkInvariants()
-                    units[j] += l.shards[j].mappedUnits
-                }
+                l.checkInvariants()
+                for (j, r) in shardRefs.enumerated() { units[j] += l.mappedUnits(r) }
             }
         }
         for j in units.indices {
