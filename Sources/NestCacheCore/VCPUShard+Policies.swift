@@ -6,13 +6,16 @@
 /// `VMEngine` costs five heap blocks even for one vCPU (its vCPU array, its context array, the
 /// policy's three row arrays), about 600 bytes with malloc's headers and rounding, plus a box
 /// for the existential (BENCHMARKS.md, "Memory of the lanes"). These hold the same state in
-/// 150-200 bytes and at most one heap block (`per-vcpu-lru:K`'s list past its front, K > 0).
+/// 128 (`per-vcpu-lru:K`) and 72 (`map-per-entry`) bytes, and at most one heap block
+/// (`per-vcpu-lru:K`'s list behind its front, K > 0). They keep only the counters that are not
+/// derived: `counters` computes the others from DESIGN §4's identities and what the policy can
+/// never do (a per-vCPU list never steals; map-per-entry never hits).
 ///
 /// They apply DESIGN §2 for one vCPU whose policy keeps nothing VM-wide, as `VMEngine.apply`
 /// does for such a policy, and count the same: `VCPUShardTests` compares their sums with an
-/// `Engine` over the whole VM on random streams, event by event; the daemon's strict-ordering
-/// tests compare them with `nestcache replay`. A change to `VMEngine.apply`'s rules must be made
-/// here too.
+/// `Engine` over the whole VM on random streams, checking invariants after every event; the
+/// daemon's strict-ordering tests compare them with `nestcache replay`. A change to
+/// `VMEngine.apply`'s rules must be made here too.
 
 /// `per-vcpu-lru:K` (`single` is K = 0) for one vCPU.
 ///
@@ -20,7 +23,7 @@
 /// so a context *is* its slot: no context ids, the `contexts` gauge is the list's length, and the
 /// active context is always the front. Each slot holds the GPA the context is filed under and the
 /// GPA its pages map (or `GPA.none`). The front is inline; the K slots behind it are an array
-/// allocated at the second switch (exactly K slots), never for `single`:
+/// allocated at the second distinct switch target (exactly K slots), never for `single`:
 ///
 ///     front | rest[0] rest[1] ... rest[count-2]      most recently switched first
 ///     hit on g at i:        [a b g c] -> [g a b c]
@@ -38,26 +41,58 @@ public struct LRUShard: VCPUShard {
         var mapped: GPA
     }
 
-    /// Slots besides the front (K).
-    let k: Int32
+    // The small fields first (one 16-byte word with its padding), then the words.
+    /// Slots besides the front: K (at most `PolicySpec.maxK`).
+    let k: UInt16
+    /// Slots in use: 0 ... K+1.
+    var count: UInt16 = 0
+    /// Slots whose `mapped` is a GPA, and the most there have been (the shard's own peak).
+    var mapped: UInt16 = 0
+    var peakMapped: UInt16 = 0
     /// `P`.
-    let pagesPerContext: UInt64
+    let pagesPerContext: UInt32
+    var isSeenFlag = false
     /// The vCPU's current control block (VMX `current_vmptr`), or `GPA.none`.
     var current = GPA.none
-    /// Slots in use: 0 ... K+1.
-    var count: Int32 = 0
-    /// Slots whose `mapped` is a GPA.
-    var mapped: Int32 = 0
-    var isSeenFlag = false
     var front = Slot(filed: .none, mapped: .none)
     var rest: [Slot] = []
-    var counters = Counters()
-    var peakMappedPages: UInt64 = 0
+    // The counters that are not derived.
+    var loads: UInt64 = 0
+    var entries: UInt64 = 0
+    var clears: UInt64 = 0
+    var hits: UInt64 = 0
+    var allocs: UInt64 = 0
+    var recycles: UInt64 = 0
+    var migrations: UInt64 = 0
+    var migrationHits: UInt64 = 0
+    var mapPages: UInt64 = 0
+    var unmapPages: UInt64 = 0
 
     public init(k: Int, pagesPerContext: UInt64) {
-        precondition(k >= 0 && k <= Int(Int32.max) - 1)
-        self.k = Int32(k)
-        self.pagesPerContext = pagesPerContext
+        precondition(k >= 0 && k < Int(UInt16.max), "per-vcpu-lru: K = \(k) out of range")
+        precondition(pagesPerContext <= UInt64(UInt32.max), "per-vcpu-lru: \(pagesPerContext) pages per context")
+        self.k = UInt16(k)
+        self.pagesPerContext = UInt32(pagesPerContext)
+    }
+
+    /// This vCPU's counters of DESIGN §4: events = loads + entries + clears, misses = allocs +
+    /// recycles, switches = hits + misses, no steals, nothing uncached.
+    var counters: Counters {
+        var c = Counters()
+        c.events = loads &+ entries &+ clears
+        c.loads = loads
+        c.entries = entries
+        c.clears = clears
+        c.hits = hits
+        c.misses = allocs &+ recycles
+        c.switches = hits &+ c.misses
+        c.allocs = allocs
+        c.recycles = recycles
+        c.migrations = migrations
+        c.migrationHits = migrationHits
+        c.mapPages = mapPages
+        c.unmapPages = unmapPages
+        return c
     }
 
     public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
@@ -72,75 +107,67 @@ public struct LRUShard: VCPUShard {
     @inline(__always)
     mutating func apply(op: TraceOp, gpa: GPA, migration: Bool) -> Int {
         isSeenFlag = true
-        counters.events &+= 1
         switch op {
         case .load:
-            counters.loads &+= 1
+            loads &+= 1
         case .enter:
-            counters.entries &+= 1
+            entries &+= 1
         case .clear:
-            counters.clears &+= 1
+            clears &+= 1
             // handle_vmclear drops the vCPU's current; the list is a pure LRU of switch targets.
             if current == gpa { current = .none }
         }
         if op != .clear, current != gpa {
-            counters.switches &+= 1
             current = gpa
-            if migration { counters.migrations &+= 1 }
+            if migration { migrations &+= 1 }
             switchTo(gpa, migration: migration)
         }
-        var d = 0
-        if op == .enter {
-            // The front is active: an entry is a switch or follows one, and a switch always
-            // leaves a front here.
-            precondition(count > 0, "per-vcpu-lru:\(k): entry without an active context")
-            if front.mapped != gpa {
-                if front.mapped != .none {
-                    counters.unmapPages &+= pagesPerContext
-                } else {
-                    mapped &+= 1
-                    d = 1
-                }
-                front.mapped = gpa
-                counters.mapPages &+= pagesPerContext
-            }
+        guard op == .enter, front.mapped != gpa else { return 0 }
+        // Mapping at entry through the active context, the front: an entry is a switch or
+        // follows one, and a switch always leaves a front here.
+        precondition(count > 0, "per-vcpu-lru:\(k): entry without an active context")
+        let p = UInt64(pagesPerContext)
+        mapPages &+= p
+        let wasMapped = front.mapped != .none
+        front.mapped = gpa
+        if wasMapped {
+            unmapPages &+= p
+            return 0
         }
-        let pages = mappedPages
-        if pages > peakMappedPages { peakMappedPages = pages }
-        return d
+        mapped &+= 1
+        if mapped > peakMapped { peakMapped = mapped }
+        return 1
     }
 
     /// The policy's part of a switch: find, allocate or recycle, then move to the front.
     @inline(__always)
     mutating func switchTo(_ gpa: GPA, migration: Bool) {
-        var i: Int32 = 0
-        if count > 0, front.filed != gpa {
+        let n = Int(count)
+        var i = 0
+        if n > 0, front.filed != gpa {
             i = 1
             rest.withUnsafeBufferPointer { r in
-                while i < count, r[Int(i) &- 1].filed != gpa { i &+= 1 }
+                while i < n, r[i &- 1].filed != gpa { i &+= 1 }
             }
         }
-        if i < count {
-            counters.hits &+= 1
-            if migration { counters.migrationHits &+= 1 }
-            if i > 0 { moveToFront(Int(i), filed: gpa) }
-            return
-        }
-        counters.misses &+= 1
-        if count <= k {
-            counters.allocs &+= 1
-            if count > 0 {
+        if i < n {
+            hits &+= 1
+            if migration { migrationHits &+= 1 }
+            if i > 0 { moveToFront(i, filed: gpa) }
+        } else if n <= Int(k) {
+            allocs &+= 1
+            if n > 0 {
                 if rest.capacity < Int(k) { rest.reserveCapacity(Int(k)) }
                 rest.insert(front, at: 0)
             }
             front = Slot(filed: gpa, mapped: .none)
             count &+= 1
         } else {
-            counters.recycles &+= 1
-            if count == 1 {
+            recycles &+= 1
+            if n == 1 {
                 front.filed = gpa  // K = 0: the one context is refiled in place
             } else {
-                moveToFront(Int(count) &- 1, filed: gpa)
+                moveToFront(n &- 1, filed: gpa)
             }
         }
     }
@@ -162,7 +189,7 @@ public struct LRUShard: VCPUShard {
         }
     }
 
-    var mappedPages: UInt64 { UInt64(mapped) &* pagesPerContext }
+    var mappedPages: UInt64 { UInt64(mapped) &* UInt64(pagesPerContext) }
 
     /// The list, most recent first: (filed under, maps).
     var slots: [Slot] { count == 0 ? [] : [front] + rest.prefix(Int(count) - 1) }
@@ -172,7 +199,7 @@ public struct LRUShard: VCPUShard {
         s.counters = counters
         s.gauges.contexts = UInt64(count)
         s.gauges.mappedPages = mappedPages
-        s.gauges.peakMappedPages = peakMappedPages
+        s.gauges.peakMappedPages = UInt64(peakMapped) &* UInt64(pagesPerContext)
         s.memoryBytes = nil  // the VM's, the caller's
         return s
     }
@@ -181,23 +208,24 @@ public struct LRUShard: VCPUShard {
     public var isSeen: Bool { isSeenFlag }
 
     public mutating func resetCounters() {
-        counters = Counters()
+        (loads, entries, clears, hits, allocs, recycles, migrations, migrationHits) = (0, 0, 0, 0, 0, 0, 0, 0)
         // What stays mapped counts as mapped since the reset: map_pages - unmap_pages == mapped_pages.
-        counters.mapPages = mappedPages
-        peakMappedPages = mappedPages
+        mapPages = mappedPages
+        unmapPages = 0
+        peakMapped = mapped
     }
 
     /// The list's rules, the counts kept beside it, DESIGN §4's identities. O(K).
     public func checkInvariants() {
         let list = slots
-        precondition(count >= 0 && count <= k &+ 1, "per-vcpu-lru:\(k): \(count) contexts > K+1\n\(self)")
+        precondition(count <= k &+ 1, "per-vcpu-lru:\(k): \(count) contexts > K+1\n\(self)")
         precondition(rest.count == max(0, Int(count) - 1), "per-vcpu-lru:\(k): \(rest.count) slots behind the front, \(count) in use\n\(self)")
         precondition(Set(list.map(\.filed)).count == list.count, "per-vcpu-lru:\(k): a GPA filed twice\n\(self)")
         precondition(!list.contains { $0.filed == .none }, "per-vcpu-lru:\(k): a context filed under no GPA\n\(self)")
         precondition(list.filter { $0.mapped != .none }.count == Int(mapped), "per-vcpu-lru:\(k): \(mapped) mapped counted\n\(self)")
+        precondition(mapped <= peakMapped, "per-vcpu-lru:\(k): \(mapped) mapped, above the peak \(peakMapped)\n\(self)")
         if !isSeenFlag { precondition(counters == Counters() && count == 0, "per-vcpu-lru:\(k): unseen vCPU has state\n\(self)") }
         if let broken = snapshot.brokenIdentity { preconditionFailure("per-vcpu-lru:\(k): \(broken): \(counters)\n\(self)") }
-        precondition(counters.steals == 0 && counters.uncached == 0, "per-vcpu-lru:\(k): a steal or an uncached switch\n\(self)")
     }
 }
 
@@ -213,16 +241,42 @@ extension LRUShard: CustomStringConvertible {
 /// - Complexity: O(1) per event; never allocates.
 public struct MapPerEntryShard: VCPUShard {
     /// `P`.
-    let pagesPerContext: UInt64
-    var current = GPA.none
+    let pagesPerContext: UInt32
     var isSeenFlag = false
     /// The pages of the last entry are still mapped.
     var isEntryMapped = false
-    var counters = Counters()
-    var peakMappedPages: UInt64 = 0
+    /// The shard's own peak: whether pages were ever mapped (since a reset).
+    var wasEntryMapped = false
+    var current = GPA.none
+    // The counters that are not derived.
+    var loads: UInt64 = 0
+    var entries: UInt64 = 0
+    var clears: UInt64 = 0
+    var switches: UInt64 = 0
+    var migrations: UInt64 = 0
+    var mapPages: UInt64 = 0
+    var unmapPages: UInt64 = 0
 
     public init(pagesPerContext: UInt64) {
-        self.pagesPerContext = pagesPerContext
+        precondition(pagesPerContext <= UInt64(UInt32.max), "map-per-entry: \(pagesPerContext) pages per context")
+        self.pagesPerContext = UInt32(pagesPerContext)
+    }
+
+    /// This vCPU's counters of DESIGN §4: events = loads + entries + clears, every switch an
+    /// uncached miss.
+    var counters: Counters {
+        var c = Counters()
+        c.events = loads &+ entries &+ clears
+        c.loads = loads
+        c.entries = entries
+        c.clears = clears
+        c.switches = switches
+        c.misses = switches
+        c.uncached = switches
+        c.migrations = migrations
+        c.mapPages = mapPages
+        c.unmapPages = unmapPages
+        return c
     }
 
     public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
@@ -238,46 +292,43 @@ public struct MapPerEntryShard: VCPUShard {
     @inline(__always)
     mutating func apply(op: TraceOp, gpa: GPA, migration: Bool) -> Int {
         isSeenFlag = true
-        counters.events &+= 1
+        let p = UInt64(pagesPerContext)
         var d = 0
         if isEntryMapped {
             isEntryMapped = false
-            counters.unmapPages &+= pagesPerContext
+            unmapPages &+= p
             d = -1
         }
         switch op {
         case .load:
-            counters.loads &+= 1
+            loads &+= 1
         case .enter:
-            counters.entries &+= 1
+            entries &+= 1
         case .clear:
-            counters.clears &+= 1
+            clears &+= 1
             if current == gpa { current = .none }
         }
         if op != .clear, current != gpa {
-            counters.switches &+= 1
+            switches &+= 1
             current = gpa
-            if migration { counters.migrations &+= 1 }
-            counters.misses &+= 1
-            counters.uncached &+= 1
+            if migration { migrations &+= 1 }
         }
         if op == .enter {
             isEntryMapped = true
-            counters.mapPages &+= pagesPerContext
+            wasEntryMapped = true
+            mapPages &+= p
             d &+= 1
         }
-        let pages = mappedPages
-        if pages > peakMappedPages { peakMappedPages = pages }
         return d
     }
 
-    var mappedPages: UInt64 { isEntryMapped ? pagesPerContext : 0 }
+    var mappedPages: UInt64 { isEntryMapped ? UInt64(pagesPerContext) : 0 }
 
     public var snapshot: StatsSnapshot {
         var s = StatsSnapshot()
         s.counters = counters
         s.gauges.mappedPages = mappedPages
-        s.gauges.peakMappedPages = peakMappedPages
+        s.gauges.peakMappedPages = wasEntryMapped ? UInt64(pagesPerContext) : 0
         s.memoryBytes = nil  // the VM's, the caller's
         s.countsLookups = false
         return s
@@ -287,15 +338,15 @@ public struct MapPerEntryShard: VCPUShard {
     public var isSeen: Bool { isSeenFlag }
 
     public mutating func resetCounters() {
-        counters = Counters()
-        counters.mapPages = mappedPages
-        peakMappedPages = mappedPages
+        (loads, entries, clears, switches, migrations, unmapPages) = (0, 0, 0, 0, 0, 0)
+        mapPages = mappedPages
+        wasEntryMapped = isEntryMapped
     }
 
-    /// DESIGN §4's identities and map-per-entry's: no hits, every miss uncached. O(1).
+    /// DESIGN §4's identities; the peak covers what is mapped. O(1).
     public func checkInvariants() {
         if !isSeenFlag { precondition(counters == Counters() && !isEntryMapped, "map-per-entry: unseen vCPU has state: \(counters)") }
+        precondition(wasEntryMapped || !isEntryMapped, "map-per-entry: mapped above the peak")
         if let broken = snapshot.brokenIdentity { preconditionFailure("map-per-entry: \(broken): \(counters)") }
-        precondition(counters.hits == 0 && counters.uncached == counters.misses, "map-per-entry: a hit or a cached miss: \(counters)")
     }
 }

@@ -78,4 +78,37 @@ import Testing
         shard.checkInvariants()
         #expect(shard.snapshot.counters.mapPages == 8 && shard.snapshot.gauges.peakMappedPages == 8)
     }
+
+    /// The sizes the lanes' memory rests on (BENCHMARKS.md, "Memory of the lanes").
+    @Test func shardsAreCompact() {
+        #expect(MemoryLayout<LRUShard>.stride == 128)
+        #expect(MemoryLayout<MapPerEntryShard>.stride == 72)
+    }
+
+    /// `map-per-entry`, P = 4, one vCPU:
+    ///   enter A   switch (uncached)            map 4, mapped 1
+    ///   enter A   the exit unmapped: unmap 4   map 8, mapped 1 (net 0: no change reported)
+    ///   load B    unmap 8, switch (uncached)   mapped 0
+    ///   clear B   current dropped
+    @Test func mapPerEntryShardHandWorked() {
+        let (a, b) = (GPA(0x1000), GPA(0x2000))
+        let ops: [(TraceOp, GPA)] = [(.enter, a), (.enter, a), (.load, b), (.clear, b)]
+        var shard = PolicySpec.mapPerEntry.makeShard(info: VMInfo(id: "vm", pagesPerContext: 4), defaultPagesPerContext: 5)!
+        var changes: [Int] = []
+        for (op, g) in ops {
+            [Event(timeNs: 0, vm: 0, vcpu: 0, op: op, gpa: g)].withUnsafeBufferPointer { ev in
+                [false].withUnsafeBufferPointer { shard.apply(ev, migrations: $0) { changes.append($0) } }
+            }
+            shard.checkInvariants()
+        }
+        let s = shard.snapshot
+        #expect(s.counters.events == 4 && s.counters.entries == 2 && s.counters.loads == 1 && s.counters.clears == 1)
+        #expect(s.counters.switches == 2 && s.counters.misses == 2 && s.counters.uncached == 2 && s.counters.hits == 0)
+        #expect(s.counters.mapPages == 8 && s.counters.unmapPages == 8)
+        #expect(s.gauges.contexts == 0 && s.gauges.mappedPages == 0 && s.gauges.peakMappedPages == 4)
+        #expect(changes == [1, -1])
+        shard.resetCounters()
+        shard.checkInvariants()
+        #expect(shard.snapshot.counters == Counters() && shard.snapshot.gauges.peakMappedPages == 0)
+    }
 }
