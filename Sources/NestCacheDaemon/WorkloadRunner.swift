@@ -253,6 +253,7 @@ public final class WorkloadRunner: @unchecked Sendable {
                     more = try r.get()
                 } else {
                     guard var s = source else { return }
+                    source = nil  // `s` alone holds the source: `next` mutates it in place (below)
                     more = try s.next(into: &pending, limit: batchSize)
                     source = s
                     next = 0
@@ -306,6 +307,9 @@ public final class WorkloadRunner: @unchecked Sendable {
     /// as they go.
     private func readAheadIfWorthIt() {
         guard kind.ordering == .concurrent, live == nil, kind.speed.scale == nil, next >= pending.count, var s = source else { return }
+        // While `source` also held it, `next` copied the source's box and then, on write, every
+        // array of a simulator (its whole state, every batch): `s` must be the only holder.
+        source = nil
         do throws(TraceError) {
             let more = try s.next(into: &pending, limit: batchSize)
             source = s
