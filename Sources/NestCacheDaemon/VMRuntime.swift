@@ -199,10 +199,12 @@ public final class VMRuntime: Sendable {
     /// `mapped`, by position in the lanes' arrays.
     let lruMapped: [MappedUnits]
     let mapPerEntryMapped: [MappedUnits]
-    /// Lanes by vCPU index, created as vCPUs appear (none without per-vCPU policies).
-    let lanes = Locked<[Locked<LaneState>]>([])
-    /// Serial queues by vCPU index, created as vCPUs appear.
-    let queues = Locked<[DispatchQueue]>([])
+    /// Lanes by vCPU index, each created when its vCPU first has events (none without per-vCPU
+    /// policies); nil: a vCPU that has not run, which counts zero everywhere.
+    let lanes = Locked<[Locked<LaneState>?]>([])
+    /// Serial queues by vCPU index, each created when its vCPU first has events: a declared vCPU
+    /// that never runs costs neither a queue nor a lane.
+    let queues = Locked<[DispatchQueue?]>([])
     /// Batches handed to and finished by the queues: the watchdog's measure of progress.
     let submitted = Atomic<UInt64>(0)
     let completed = Atomic<UInt64>(0)
@@ -273,7 +275,6 @@ public final class VMRuntime: Sendable {
         self.published = Locked(VMSnapshot(
             id: info.id, state: .running, l1VCPUs: info.l1VCPUs ?? 0, policies: policies,
             stats: [], vcpus: [], lockWait: LockWait()))
-        if let m = info.l1VCPUs { _ = queue(m - 1) }
         publish()
     }
 
@@ -289,16 +290,17 @@ public final class VMRuntime: Sendable {
         failure.withLock { $0 = message }
     }
 
-    /// vCPU `v`'s queue, creating queues up to it.
+    /// vCPU `v`'s queue, created on first use.
     func queue(_ v: Int) -> DispatchQueue {
         queues.withLock { qs in
-            while qs.count <= v {
-                // Targeting the (non-overcommit) global queue keeps the thread count near the
-                // core count: a serial queue of its own would be overcommit on Linux, and tens of
-                // thousands of them, blocking on VM locks, would each get a thread.
-                qs.append(DispatchQueue(label: "nestcache.\(id).vcpu\(qs.count)", target: .global()))
-            }
-            return qs[v]
+            if qs.count <= v { qs.append(contentsOf: repeatElement(nil, count: v + 1 - qs.count)) }
+            if let q = qs[v] { return q }
+            // Targeting the (non-overcommit) global queue keeps the thread count near the core
+            // count: a serial queue of its own would be overcommit on Linux, and tens of thousands
+            // of them, blocking on VM locks, would each get a thread.
+            let q = DispatchQueue(label: "nestcache.\(id).vcpu\(v)", target: .global())
+            qs[v] = q
+            return q
         }
     }
 
@@ -306,10 +308,11 @@ public final class VMRuntime: Sendable {
     func lane(_ v: Int) -> Locked<LaneState>? {
         guard !shardPolicies.isEmpty else { return nil }
         return lanes.withLock { ls in
-            while ls.count <= v {
-                ls.append(Locked(laneTemplate))
-            }
-            return ls[v]
+            if ls.count <= v { ls.append(contentsOf: repeatElement(nil, count: v + 1 - ls.count)) }
+            if let l = ls[v] { return l }
+            let l = Locked(laneTemplate)
+            ls[v] = l
+            return l
         }
     }
 
@@ -420,6 +423,10 @@ public final class VMRuntime: Sendable {
             if withVCPUs { primary.reserveCapacity(lanes.withLock { $0.count }) }
             var lastSeen = -1
             for (v, lane) in lanes.withLock({ $0 }).enumerated() {
+                guard let lane else {
+                    if withVCPUs { primary.append(Counters()) }
+                    continue
+                }
                 lane.withLock { l in
                     for (j, r) in shardRefs.enumerated() {
                         let s = l.snapshot(r)
@@ -464,7 +471,7 @@ public final class VMRuntime: Sendable {
                 s.lockWait = LockWait()
             }
         }
-        for lane in lanes.withLock({ $0 }) {
+        for case let lane? in lanes.withLock({ $0 }) {
             lane.withLock { l in
                 l.resetCounters()
                 l.lockWait = LockWait()
@@ -479,7 +486,7 @@ public final class VMRuntime: Sendable {
     func checkInvariants() {
         for t in tables { t.withLock { $0.engine.checkInvariants() } }
         var units = [Int](repeating: 0, count: shardPolicies.count)
-        for lane in lanes.withLock({ $0 }) {
+        for case let lane? in lanes.withLock({ $0 }) {
             lane.withLock { l in
                 l.checkInvariants()
                 for (j, r) in shardRefs.enumerated() { units[j] += l.mappedUnits(r) }
