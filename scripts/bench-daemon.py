@@ -106,13 +106,16 @@ def rss(binary, vms, vcpus, l2, bounds_window=None, policies=None, seconds=5):
             time.sleep(seconds)
             with open(f"/proc/{p.pid}/status") as f:
                 status = {l.split(":")[0]: l.split(":")[1].strip() for l in f}
+            # How far the VMs got (a loaded machine gets fewer events done, and holds less).
+            info = request(sock, "show info").decode()
+            events = info.split(" events,")[0].rsplit(" ", 1)[-1] if " events," in info else "?"
         finally:
             stop(p)
     what = f"{len(policies)} policies: {','.join(policies)}" if policies is not None else "4 policies each"
     if bounds_window is not None:
         what += f", bounds_window = {bounds_window}"
     print(f"{vms} simulated VMs of {vcpus} L1 vCPUs and {l2} L2 vCPUs ({what}), after {seconds} s: VmRSS {status['VmRSS']}, "
-          f"VmHWM {status['VmHWM']}, threads {status['Threads']}", flush=True)
+          f"VmHWM {status['VmHWM']}, threads {status['Threads']}, {events} events", flush=True)
 
 if __name__ == "__main__":
     a = argparse.ArgumentParser()
