@@ -3,6 +3,7 @@
 while a 16-vCPU VM runs at speed max, and resident memory with 1,000 simulated VMs of 64 vCPUs.
 
 usage: scripts/bench-daemon.py [--bin .build/release/nestcached] [--clients 64] [--requests 200]
+       [--rss-only] [--vms 1000] [--vcpus 64] [--l2 16,256] [--bounds-window N] [--policies P,S,...]
 """
 import argparse, os, socket, statistics, subprocess, tempfile, threading, time
 
@@ -87,20 +88,34 @@ def measure_latency(p, sock, binary, clients, requests):
     print(table, end="")
 
 
-def rss(binary, vms, vcpus, l2):
-    parts = ["[daemon]\nsummary_interval_s = 0\n"]
+def rss(binary, vms, vcpus, l2, bounds_window=None, policies=None, seconds=5):
+    """VmRSS of `vms` simulated VMs at 10 Hz after `seconds`. `bounds_window`: `[daemon]
+    bounds_window` (None: the default, 8192); `policies`: primary first (None: the defaults, 4)."""
+    daemon = "[daemon]\nsummary_interval_s = 0\n"
+    if bounds_window is not None:
+        daemon += f"bounds_window = {bounds_window}\n"
+    if policies is not None:
+        shadows = ", ".join(f'"{q}"' for q in policies[1:])
+        daemon += f'[defaults]\npolicy = "{policies[0]}"\nshadow_policies = [{shadows}]\n'
+    parts = [daemon]
     for i in range(vms):
         parts.append(f'[[vm]]\nid = "vm{i}"\nl1_vcpus = {vcpus}\n[vm.simulate]\nl2_vcpus = {l2}\nswitch_rate_hz = 10\nseed = {i + 1}\n')
     with tempfile.TemporaryDirectory() as tmp:
         p, sock = start(binary, "".join(parts), tmp)
         try:
-            time.sleep(5)
+            time.sleep(seconds)
             with open(f"/proc/{p.pid}/status") as f:
                 status = {l.split(":")[0]: l.split(":")[1].strip() for l in f}
+            # How far the VMs got (a loaded machine gets fewer events done, and holds less).
+            info = request(sock, "show info").decode()
+            events = info.split(" events,")[0].rsplit(" ", 1)[-1] if " events," in info else "?"
         finally:
             stop(p)
-    print(f"{vms} simulated VMs of {vcpus} L1 vCPUs and {l2} L2 vCPUs (4 policies each), after 5 s: VmRSS {status['VmRSS']}, "
-          f"VmHWM {status['VmHWM']}, threads {status['Threads']}")
+    what = f"{len(policies)} policies: {','.join(policies)}" if policies is not None else "4 policies each"
+    if bounds_window is not None:
+        what += f", bounds_window = {bounds_window}"
+    print(f"{vms} simulated VMs of {vcpus} L1 vCPUs and {l2} L2 vCPUs ({what}), after {seconds} s: VmRSS {status['VmRSS']}, "
+          f"VmHWM {status['VmHWM']}, threads {status['Threads']}, {events} events", flush=True)
 
 if __name__ == "__main__":
     a = argparse.ArgumentParser()
@@ -109,7 +124,14 @@ if __name__ == "__main__":
     a.add_argument("--requests", type=int, default=200)
     a.add_argument("--vms", type=int, default=1000)
     a.add_argument("--vcpus", type=int, default=64)
+    a.add_argument("--l2", type=lambda t: [int(x) for x in t.split(",")], default=None,
+                   help="L2 vCPUs per VM for the RSS part, comma-separated (default: 16 and 4 per L1 vCPU)")
+    a.add_argument("--rss-only", action="store_true", help="skip the latency part")
+    a.add_argument("--bounds-window", type=int, default=None, help="[daemon] bounds_window for the RSS part")
+    a.add_argument("--policies", type=lambda t: t.split(","), default=None,
+                   help="primary,shadow,... for the RSS part (default: the daemon's four)")
     args = a.parse_args()
-    latency(args.bin, args.clients, args.requests)
-    for l2 in (16, 4 * args.vcpus):  # the simulator's default, and 4 L2 vCPUs per L1 vCPU
-        rss(args.bin, args.vms, args.vcpus, l2)
+    if not args.rss_only:
+        latency(args.bin, args.clients, args.requests)
+    for l2 in args.l2 or (16, 4 * args.vcpus):  # the simulator's default, and 4 L2 vCPUs per L1 vCPU
+        rss(args.bin, args.vms, args.vcpus, l2, args.bounds_window, args.policies)

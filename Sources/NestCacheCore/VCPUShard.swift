@@ -32,47 +32,11 @@ extension PolicySpec {
     public var isPerVCPU: Bool { kind.isPerVCPU }
 
     /// One vCPU's shard of this policy for a VM declared as `info`; nil for `per-vm-table`.
+    /// (The VM's `M` is the caller's; per-vCPU policies do not use it.)
     public func makeShard(info: VMInfo, defaultPagesPerContext: Int) -> (any VCPUShard)? {
         kind.makeShard?(self, info, defaultPagesPerContext)
     }
 }
-
-/// A `VMEngine` that sees one vCPU, always as index 0. Concrete conformers (below) get the loop
-/// specialized for their policy, as `ConcreteEngine` does.
-protocol ConcreteShard: VCPUShard {
-    associatedtype Policy: ContextPolicy
-    var engine: VMEngine<Policy> { get set }
-    init(engine: VMEngine<Policy>)
-}
-
-extension ConcreteShard {
-    /// A shard holds one vCPU (index 0): declared as a VM of one vCPU, it reserves room for one
-    /// record, not M (the VM's `M` is the caller's; per-vCPU policies do not use it).
-    init(info: VMInfo, defaultPagesPerContext: Int, policy: Policy) {
-        var info = info
-        info.l1VCPUs = 1
-        self.init(engine: VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: policy))
-    }
-
-    public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
-        precondition(migrations.count == events.count)
-        for i in events.indices {
-            let before = engine.state.mappedUnits
-            engine.apply(vcpu: 0, op: events[i].op, gpa: events[i].gpa, migration: migrations[i])
-            let d = engine.state.mappedUnits &- before
-            if d != 0 { mappedChanged(d) }
-        }
-    }
-
-    public var snapshot: StatsSnapshot { engine.snapshot }
-    public var mappedUnits: Int { engine.state.mappedUnits }
-    public var isSeen: Bool { engine.state.seenVCPUs > 0 }
-    public mutating func resetCounters() { engine.resetCounters() }
-    public func checkInvariants() { engine.checkInvariants() }
-}
-
-struct LRUShard: ConcreteShard { var engine: VMEngine<PerVCPULRU> }
-struct MapPerEntryShard: ConcreteShard { var engine: VMEngine<MapPerEntry> }
 
 /// The workload state of DESIGN §2 that spans vCPUs: each vCPU's current control block and the
 /// vCPU that last switched to each GPA. Fed a VM's events in stream order, it says which are

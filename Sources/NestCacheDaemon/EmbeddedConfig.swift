@@ -19,7 +19,7 @@ summary_interval_s = 60         # a summary line per VM to the journal; 0 = neve
 # GET /metrics over HTTP for a Prometheus server to scrape (off by default): IPv4, [IPv6] or
 # localhost, and a port. A new value takes effect at the next restart, like the socket.
 # metrics_listen = "127.0.0.1:9464"
-# Switches kept per VM for `show bounds VM` (16 bytes each, allocated as they come; 0: off).
+# Switches kept per VM for `show bounds VM` (8 bytes each, allocated as they come; 0: off).
 # The bounds are those of this window, the VM's most recent switches.
 bounds_window = 8192
 

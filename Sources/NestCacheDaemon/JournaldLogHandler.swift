@@ -1,5 +1,7 @@
 import CSystemd
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NestCacheSystem
 
@@ -181,7 +183,7 @@ public struct JournaldLogHandler: LogHandler {
         }
         for (name, value) in named.sorted(by: { $0.name < $1.name }) { tags.append("\(name)=\(value.flatDescription)") }
         let head = level.rawValue.uppercased()
-        let body = message.replacingOccurrences(of: "\n", with: "\\n")
+        let body = message.replacingNewlines
         return tags.isEmpty ? "\(head) \(body)" : "\(head) [\(tags.joined(separator: " "))] \(body)"
     }
 
@@ -191,7 +193,7 @@ public struct JournaldLogHandler: LogHandler {
     /// `device:inode`, as systemd sets it for services), or a datagram socket accepts a `connect`
     /// at `socketPath`.
     public static func isJournalReachable(
-        environment: [String: String] = ProcessInfo.processInfo.environment,
+        environment: [String: String] = processEnvironment(),
         socketPath: String = journalSocketPath
     ) -> Bool {
         isStderrJournalStream(environment["JOURNAL_STREAM"]) || probeSocket(socketPath) == 0
@@ -248,5 +250,22 @@ extension Logger.MetadataValue {
         case .stringConvertible(let value): value.description
         default: description
         }
+    }
+}
+
+extension String {
+    /// Every line feed written as the two characters `\n` (journald's stderr line is one record).
+    var replacingNewlines: String {
+        guard utf8.contains(0x0A) else { return self }
+        var out = String.UnicodeScalarView()
+        for u in unicodeScalars {
+            if u == "\n" {
+                out.append("\\")
+                out.append("n")
+            } else {
+                out.append(u)
+            }
+        }
+        return String(out)
     }
 }

@@ -1,5 +1,7 @@
 import CSystemd
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Tells the service manager about the daemon's state through `sd_notify` (DESIGN §7).
 ///

@@ -129,10 +129,64 @@ public final class VMRuntime: Sendable {
         var lockWait = LockWait()
     }
 
-    /// One vCPU's shards of every per-vCPU policy (in `shardPolicies` order) and its lock's wait.
+    /// One vCPU's shards of every per-vCPU policy and its lock's wait. The shards sit in one typed
+    /// array per shard type, not as `[any VCPUShard]`: no box per shard, and the loop over a batch
+    /// is specialized for the type. `VMRuntime.shardRefs` says where policy `j` is. A shard type
+    /// without an array of its own (a new per-vCPU policy) runs from `others`, boxed: it works
+    /// as it is, and gets an array and a `ShardRef` case here when its memory matters.
+    ///
+    /// A new lane is a copy of `VMRuntime.laneTemplate` and shares its arrays' storage until its
+    /// first batch writes them (copy on write): a vCPU that has not run costs only its lock.
     struct LaneState: Sendable {
-        var shards: [any VCPUShard]
+        var lru: [LRUShard] = []
+        var mapPerEntry: [MapPerEntryShard] = []
+        var others: [any VCPUShard] = []
         var lockWait = LockWait()
+
+        // By `ShardRef`, each a switch over the concrete arrays (no existential box per call:
+        // `publish` reads every shard of every lane).
+        func snapshot(_ r: ShardRef) -> StatsSnapshot {
+            switch r {
+            case .lru(let i): lru[i].snapshot
+            case .mapPerEntry(let i): mapPerEntry[i].snapshot
+            case .other(let i): others[i].snapshot
+            }
+        }
+
+        func isSeen(_ r: ShardRef) -> Bool {
+            switch r {
+            case .lru(let i): lru[i].isSeen
+            case .mapPerEntry(let i): mapPerEntry[i].isSeen
+            case .other(let i): others[i].isSeen
+            }
+        }
+
+        func mappedUnits(_ r: ShardRef) -> Int {
+            switch r {
+            case .lru(let i): lru[i].mappedUnits
+            case .mapPerEntry(let i): mapPerEntry[i].mappedUnits
+            case .other(let i): others[i].mappedUnits
+            }
+        }
+
+        func checkInvariants() {
+            for s in lru { s.checkInvariants() }
+            for s in mapPerEntry { s.checkInvariants() }
+            for s in others { s.checkInvariants() }
+        }
+
+        mutating func resetCounters() {
+            for i in lru.indices { lru[i].resetCounters() }
+            for i in mapPerEntry.indices { mapPerEntry[i].resetCounters() }
+            for i in others.indices { others[i].resetCounters() }
+        }
+    }
+
+    /// Where a per-vCPU policy's shard sits in each lane.
+    enum ShardRef: Sendable {
+        case lru(Int)
+        case mapPerEntry(Int)
+        case other(Int)
     }
 
     /// Where policy `i` (configuration order) lives.
@@ -144,12 +198,22 @@ public final class VMRuntime: Sendable {
     let placements: [Placement]
     let tables: [Locked<TableSlot>]
     let shardPolicies: [PolicySpec]
+    /// Per per-vCPU policy (`shardPolicies` order): where its shard is in a lane.
+    let shardRefs: [ShardRef]
+    /// The shards of a vCPU that has not run, copied into each new lane.
+    let laneTemplate: LaneState
     /// Per per-vCPU policy (`shardPolicies` order).
     let mapped: [MappedUnits]
-    /// Lanes by vCPU index, created as vCPUs appear (none without per-vCPU policies).
-    let lanes = Locked<[Locked<LaneState>]>([])
-    /// Serial queues by vCPU index, created as vCPUs appear.
-    let queues = Locked<[DispatchQueue]>([])
+    /// `mapped`, by position in the lanes' arrays.
+    let lruMapped: [MappedUnits]
+    let mapPerEntryMapped: [MappedUnits]
+    let otherMapped: [MappedUnits]
+    /// Lanes by vCPU index, each created when its vCPU first has events (none without per-vCPU
+    /// policies); nil: a vCPU that has not run, which counts zero everywhere.
+    let lanes = Locked<[Locked<LaneState>?]>([])
+    /// Serial queues by vCPU index, each created when its vCPU first has events: a declared vCPU
+    /// that never runs costs neither a queue nor a lane.
+    let queues = Locked<[DispatchQueue?]>([])
     /// Batches handed to and finished by the queues: the watchdog's measure of progress.
     let submitted = Atomic<UInt64>(0)
     let completed = Atomic<UInt64>(0)
@@ -193,11 +257,39 @@ public final class VMRuntime: Sendable {
         self.placements = placements
         self.tables = tables
         self.shardPolicies = shardPolicies
-        self.mapped = shardPolicies.map { _ in MappedUnits() }
+        let mapped = shardPolicies.map { _ in MappedUnits() }
+        self.mapped = mapped
+        var template = LaneState()
+        var refs: [ShardRef] = []
+        var lruMapped: [MappedUnits] = []
+        var mapPerEntryMapped: [MappedUnits] = []
+        var otherMapped: [MappedUnits] = []
+        for (j, p) in shardPolicies.enumerated() {
+            switch p.makeShard(info: info, defaultPagesPerContext: defaultPagesPerContext) {
+            case let s as LRUShard:
+                refs.append(.lru(template.lru.count))
+                template.lru.append(s)
+                lruMapped.append(mapped[j])
+            case let s as MapPerEntryShard:
+                refs.append(.mapPerEntry(template.mapPerEntry.count))
+                template.mapPerEntry.append(s)
+                mapPerEntryMapped.append(mapped[j])
+            case let s?:
+                refs.append(.other(template.others.count))
+                template.others.append(s)
+                otherMapped.append(mapped[j])
+            case nil:
+                preconditionFailure("\(p) is per-vCPU but made no shard")
+            }
+        }
+        self.shardRefs = refs
+        self.laneTemplate = template
+        self.lruMapped = lruMapped
+        self.mapPerEntryMapped = mapPerEntryMapped
+        self.otherMapped = otherMapped
         self.published = Locked(VMSnapshot(
             id: info.id, state: .running, l1VCPUs: info.l1VCPUs ?? 0, policies: policies,
             stats: [], vcpus: [], lockWait: LockWait()))
-        if let m = info.l1VCPUs { _ = queue(m - 1) }
         publish()
     }
 
@@ -213,16 +305,17 @@ public final class VMRuntime: Sendable {
         failure.withLock { $0 = message }
     }
 
-    /// vCPU `v`'s queue, creating queues up to it.
+    /// vCPU `v`'s queue, created on first use.
     func queue(_ v: Int) -> DispatchQueue {
         queues.withLock { qs in
-            while qs.count <= v {
-                // Targeting the (non-overcommit) global queue keeps the thread count near the
-                // core count: a serial queue of its own would be overcommit on Linux, and tens of
-                // thousands of them, blocking on VM locks, would each get a thread.
-                qs.append(DispatchQueue(label: "nestcache.\(id).vcpu\(qs.count)", target: .global()))
-            }
-            return qs[v]
+            if qs.count <= v { qs.append(contentsOf: repeatElement(nil, count: v + 1 - qs.count)) }
+            if let q = qs[v] { return q }
+            // Targeting the (non-overcommit) global queue keeps the thread count near the core
+            // count: a serial queue of its own would be overcommit on Linux, and tens of thousands
+            // of them, blocking on VM locks, would each get a thread.
+            let q = DispatchQueue(label: "nestcache.\(id).vcpu\(v)", target: .global())
+            qs[v] = q
+            return q
         }
     }
 
@@ -230,12 +323,11 @@ public final class VMRuntime: Sendable {
     func lane(_ v: Int) -> Locked<LaneState>? {
         guard !shardPolicies.isEmpty else { return nil }
         return lanes.withLock { ls in
-            while ls.count <= v {
-                ls.append(Locked(LaneState(shards: shardPolicies.compactMap {
-                    $0.makeShard(info: info, defaultPagesPerContext: defaultPagesPerContext)
-                })))
-            }
-            return ls[v]
+            if ls.count <= v { ls.append(contentsOf: repeatElement(nil, count: v + 1 - ls.count)) }
+            if let l = ls[v] { return l }
+            let l = Locked(laneTemplate)
+            ls[v] = l
+            return l
         }
     }
 
@@ -256,9 +348,17 @@ public final class VMRuntime: Sendable {
         let asked = DispatchTime.now().uptimeNanoseconds
         lane.withLock { l in
             l.lockWait.record(DispatchTime.now().uptimeNanoseconds &- asked)
-            for i in l.shards.indices {
-                let m = mapped[i]
-                l.shards[i].apply(events, migrations: migrations) { m.add($0) }
+            for i in l.lru.indices {
+                let m = lruMapped[i]
+                l.lru[i].apply(events, migrations: migrations) { m.add($0) }
+            }
+            for i in l.mapPerEntry.indices {
+                let m = mapPerEntryMapped[i]
+                l.mapPerEntry[i].apply(events, migrations: migrations) { m.add($0) }
+            }
+            for i in l.others.indices {
+                let m = otherMapped[i]
+                l.others[i].apply(events, migrations: migrations) { m.add($0) }
             }
         }
     }
@@ -283,10 +383,30 @@ public final class VMRuntime: Sendable {
     /// back, and a futex is not fair, so a reader waiting on it under full load could wait for
     /// hundreds of milliseconds. Instead the feeder publishes a snapshot when a batch is done (the
     /// locks are then uncontended: it waits for its slices before the next batch), at most one
-    /// batch (16,384 events for a simulated VM at speed max, 4096 for a trace) behind the engines, and exact once the VM is paused, done or failed.
+    /// batch (16,384 events for a simulated VM at speed max, 4096 for a trace) behind the engines,
+    /// and exact once the VM is paused, done or failed. (One exception: the first read of a VM's
+    /// per-vCPU counters, below, publishes itself.)
     let published: Locked<VMSnapshot>
 
+    /// Whether `publish` copies the primary's per-vCPU counters: only once something has read
+    /// them (`show vcpus`, metrics), as most VMs are never asked (64 vCPUs' counters are 7.7 KB
+    /// per VM, 7.7 MB for 1,000 VMs). Set under `publishing`, after the publish that first
+    /// includes them, so a reader that sees it set finds them published.
+    let isVCPUsWanted = Atomic<Bool>(false)
+    /// Serializes `publish` (the feeder's, a reset's, a first per-vCPU read's): a later publish
+    /// reads later engine state, so the published snapshot never goes back.
+    let publishing = Locked(())
+
+    /// The published snapshot; with `vcpus`, the primary's per-vCPU counters too. The first such
+    /// read of a VM publishes itself (taking the engines' locks once); later publishes keep them.
     public func snapshot(vcpus: Bool = false) -> VMSnapshot {
+        if vcpus, !isVCPUsWanted.load(ordering: .acquiring) {
+            publishing.withLock { _ in
+                guard !isVCPUsWanted.load(ordering: .relaxed) else { return }
+                publishLocked(withVCPUs: true)
+                isVCPUsWanted.store(true, ordering: .releasing)
+            }
+        }
         var s = published.withLock { $0 }
         s.state = state
         s.error = failure.withLock { $0 }
@@ -303,6 +423,11 @@ public final class VMRuntime: Sendable {
     /// highest VM-wide count after any event in the order the lanes applied them (exact in
     /// strict ordering), raised to `mapped_pages` if the sum read is higher.
     func publish() {
+        publishing.withLock { _ in publishLocked(withVCPUs: isVCPUsWanted.load(ordering: .relaxed)) }
+    }
+
+    /// `publish`, under `publishing`.
+    private func publishLocked(withVCPUs: Bool) {
         var stats = [StatsSnapshot](repeating: StatsSnapshot(), count: policies.count)
         var waits = [LockWait](repeating: LockWait(), count: policies.count)
         var vcpus: [Counters] = []
@@ -313,7 +438,7 @@ public final class VMRuntime: Sendable {
                 stats[i] = s.engine.snapshot(vm: 0)
                 waits[i] = s.lockWait
                 if i == 0 {
-                    vcpus = s.engine.vcpuCounters(vm: 0)
+                    if withVCPUs { vcpus = s.engine.vcpuCounters(vm: 0) }
                     l1 = s.engine.l1VCPUs(vm: 0)
                 }
             }
@@ -323,16 +448,21 @@ public final class VMRuntime: Sendable {
             var laneWait = LockWait()
             var seen = 0
             var primary: [Counters] = []
+            if withVCPUs { primary.reserveCapacity(lanes.withLock { $0.count }) }
             var lastSeen = -1
             for (v, lane) in lanes.withLock({ $0 }).enumerated() {
+                guard let lane else {
+                    if withVCPUs { primary.append(Counters()) }
+                    continue
+                }
                 lane.withLock { l in
-                    for j in l.shards.indices {
-                        let s = l.shards[j].snapshot
+                    for (j, r) in shardRefs.enumerated() {
+                        let s = l.snapshot(r)
                         sums[j].counters += s.counters
                         sums[j].gauges += s.gauges
-                        if j == 0 { primary.append(s.counters) }
+                        if j == 0, withVCPUs { primary.append(s.counters) }
                     }
-                    if l.shards.first?.isSeen == true {
+                    if let r = shardRefs.first, l.isSeen(r) {
                         seen += 1
                         lastSeen = v
                     }
@@ -343,7 +473,7 @@ public final class VMRuntime: Sendable {
                 guard case .shards(let j) = p else { continue }
                 var s = sums[j]
                 s.memoryBytes = info.memoryMiB.map { UInt64($0) << 20 }
-                s.countsLookups = policies[i] != .mapPerEntry
+                s.countsLookups = policies[i].keepsMappings
                 s.gauges.free = 0
                 mapped[j].raisePeak(to: Int(s.gauges.mappedPages / max(pagesPerContext, 1)))
                 s.gauges.peakMappedPages = max(UInt64(mapped[j].peak.load(ordering: .relaxed)) &* pagesPerContext, s.gauges.mappedPages)
@@ -369,9 +499,9 @@ public final class VMRuntime: Sendable {
                 s.lockWait = LockWait()
             }
         }
-        for lane in lanes.withLock({ $0 }) {
+        for case let lane? in lanes.withLock({ $0 }) {
             lane.withLock { l in
-                for j in l.shards.indices { l.shards[j].resetCounters() }
+                l.resetCounters()
                 l.lockWait = LockWait()
             }
         }
@@ -384,12 +514,10 @@ public final class VMRuntime: Sendable {
     func checkInvariants() {
         for t in tables { t.withLock { $0.engine.checkInvariants() } }
         var units = [Int](repeating: 0, count: shardPolicies.count)
-        for lane in lanes.withLock({ $0 }) {
+        for case let lane? in lanes.withLock({ $0 }) {
             lane.withLock { l in
-                for j in l.shards.indices {
-                    l.shards[j].checkInvariants()
-                    units[j] += l.shards[j].mappedUnits
-                }
+                l.checkInvariants()
+                for (j, r) in shardRefs.enumerated() { units[j] += l.mappedUnits(r) }
             }
         }
         for j in units.indices {

@@ -225,6 +225,9 @@ public final class WorkloadRunner: @unchecked Sendable {
     private func nextRange() throws(TraceError) -> Range<Int>? {
         if next >= pending.count {
             guard var s = source else { return nil }
+            // `s` must be the only holder: while `source` also held it, `next` copied the
+            // source's box and then, on write, every array of a simulator, at every batch.
+            source = nil
             let more = try s.next(into: &pending, limit: batchSize)
             source = s
             next = 0

@@ -148,6 +148,8 @@ public struct Simulator: EventSource, Sendable {
         // was made. An `append` per event cost a uniqueness check (a runtime call) each.
         let room = limit + Self.maxEventsPerStep
         if batch.count < room {
+            // Exactly `room`: a daemon holds one batch per simulated VM (doubling would double it).
+            batch.reserveCapacity(room)
             batch.append(contentsOf: repeatElement(Event(timeNs: 0, vm: 0, vcpu: 0, op: .load, gpa: .none), count: room - batch.count))
         }
         var n = 0

@@ -7,7 +7,7 @@ import NestCacheCore
 /// are exactly the stream's), and the most recent `capacity` of them are kept, oldest first, in a
 /// ring of chunks of `chunkSize` records, each allocated when first needed and grown by doubling
 /// up to its size: a VM that switched little costs little, one that switched more than
-/// `capacity` times costs `capacity` records (16 bytes each) for good.
+/// `capacity` times costs `capacity` records (8 bytes each) for good.
 ///
 ///     not full:  chunks [0 ..< count), oldest at 0, `head` = 0
 ///     full:      physical index p holds logical (p - head) mod capacity; the next switch
@@ -19,19 +19,24 @@ import NestCacheCore
 ///
 /// Not synchronized: the daemon keeps it behind a lock and records one batch at a time.
 public struct SwitchWindow: Sendable {
+    /// One switch in 8 bytes: the GPA's page number (below 2^40: readers accept only 4 KiB-aligned
+    /// GPAs below 2^52, DESIGN §1) above the vCPU's 16 bits. Half of a (GPA, vCPU) pair's 16: the
+    /// daemon keeps `bounds_window` of them per VM (8192 by default), 64 KiB instead of 128 KiB.
     public struct Switch: Sendable, Equatable {
-        public var gpa: GPA
-        public var vcpu: UInt16
+        var packed: UInt64
 
         public init(gpa: GPA, vcpu: UInt16) {
-            self.gpa = gpa
-            self.vcpu = vcpu
+            precondition(gpa.raw & 0xfff == 0 && gpa.raw < 1 << 52, "switch window: GPA \(gpa) not 4 KiB-aligned below 2^52")
+            packed = (gpa.raw >> 12) << 16 | UInt64(vcpu)
         }
+
+        public var gpa: GPA { GPA((packed >> 16) << 12) }
+        public var vcpu: UInt16 { UInt16(truncatingIfNeeded: packed) }
     }
 
-    /// 1 Mi switches (16 MiB once full).
+    /// 1 Mi switches (8 MiB once full).
     public static let defaultCapacity = 1 << 20
-    /// Records per chunk: 64 Ki (1 MiB).
+    /// Records per chunk: 64 Ki (512 KiB).
     public static let defaultChunkSize = 1 << 16
 
     /// The most switches kept.

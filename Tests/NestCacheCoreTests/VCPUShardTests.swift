@@ -29,6 +29,7 @@ import Testing
                             }
                         }
                     }
+                    shards[v].checkInvariants()
                 }
                 var sum = StatsSnapshot()
                 for s in shards {
@@ -46,5 +47,68 @@ import Testing
                 #expect(UInt64(peak) * p == whole.gauges.peakMappedPages, "\(spec) vm\(vm)")
             }
         }
+    }
+
+    /// `per-vcpu-lru:1`, P = 4, one vCPU, counts derived by hand:
+    ///   enter A   switch, alloc          [A]         map A: map 4, mapped 1
+    ///   enter B   switch, alloc          [B A]       map B: map 8, mapped 2
+    ///   enter A   switch, hit            [A B]       maps A already
+    ///   enter C   switch, recycle B      [C' A]      C' maps B: unmap 4, map 12
+    ///   clear C   current dropped, the list kept
+    ///   enter C   switch, hit at front   [C A]       maps C already
+    @Test func lruShardHandWorked() {
+        let (a, b, c) = (GPA(0x1000), GPA(0x2000), GPA(0x3000))
+        let ops: [(TraceOp, GPA)] = [(.enter, a), (.enter, b), (.enter, a), (.enter, c), (.clear, c), (.enter, c)]
+        var shard = PolicySpec.perVCPULRU(k: 1).makeShard(info: VMInfo(id: "vm"), defaultPagesPerContext: 4)!
+        var changes: [Int] = []
+        for (op, g) in ops {
+            [Event(timeNs: 0, vm: 0, vcpu: 0, op: op, gpa: g)].withUnsafeBufferPointer { ev in
+                [false].withUnsafeBufferPointer { shard.apply(ev, migrations: $0) { changes.append($0) } }
+            }
+            shard.checkInvariants()
+        }
+        let s = shard.snapshot
+        #expect(s.counters.events == 6 && s.counters.entries == 5 && s.counters.clears == 1)
+        #expect(s.counters.switches == 5 && s.counters.hits == 2 && s.counters.misses == 3)
+        #expect(s.counters.allocs == 2 && s.counters.recycles == 1 && s.counters.uncached == 0)
+        #expect(s.counters.mapPages == 12 && s.counters.unmapPages == 4)
+        #expect(s.gauges.contexts == 2 && s.gauges.mappedPages == 8 && s.gauges.peakMappedPages == 8)
+        #expect(changes == [1, 1])
+        shard.resetCounters()
+        shard.checkInvariants()
+        #expect(shard.snapshot.counters.mapPages == 8 && shard.snapshot.gauges.peakMappedPages == 8)
+    }
+
+    /// The sizes the lanes' memory rests on (BENCHMARKS.md, "Memory of the lanes").
+    @Test func shardsAreCompact() {
+        #expect(MemoryLayout<LRUShard>.stride == 128)
+        #expect(MemoryLayout<MapPerEntryShard>.stride == 72)
+    }
+
+    /// `map-per-entry`, P = 4, one vCPU:
+    ///   enter A   switch (uncached)            map 4, mapped 1
+    ///   enter A   the exit unmapped: unmap 4   map 8, mapped 1 (net 0: no change reported)
+    ///   load B    unmap 8, switch (uncached)   mapped 0
+    ///   clear B   current dropped
+    @Test func mapPerEntryShardHandWorked() {
+        let (a, b) = (GPA(0x1000), GPA(0x2000))
+        let ops: [(TraceOp, GPA)] = [(.enter, a), (.enter, a), (.load, b), (.clear, b)]
+        var shard = PolicySpec.mapPerEntry.makeShard(info: VMInfo(id: "vm", pagesPerContext: 4), defaultPagesPerContext: 5)!
+        var changes: [Int] = []
+        for (op, g) in ops {
+            [Event(timeNs: 0, vm: 0, vcpu: 0, op: op, gpa: g)].withUnsafeBufferPointer { ev in
+                [false].withUnsafeBufferPointer { shard.apply(ev, migrations: $0) { changes.append($0) } }
+            }
+            shard.checkInvariants()
+        }
+        let s = shard.snapshot
+        #expect(s.counters.events == 4 && s.counters.entries == 2 && s.counters.loads == 1 && s.counters.clears == 1)
+        #expect(s.counters.switches == 2 && s.counters.misses == 2 && s.counters.uncached == 2 && s.counters.hits == 0)
+        #expect(s.counters.mapPages == 8 && s.counters.unmapPages == 8)
+        #expect(s.gauges.contexts == 0 && s.gauges.mappedPages == 0 && s.gauges.peakMappedPages == 4)
+        #expect(changes == [1, -1])
+        shard.resetCounters()
+        shard.checkInvariants()
+        #expect(shard.snapshot.counters == Counters() && shard.snapshot.gauges.peakMappedPages == 0)
     }
 }

@@ -78,7 +78,7 @@ func switchWindowBoundsEqualBoundsOfTheWholeStream(seed: UInt64) throws {
     }
     window.checkInvariants()
     #expect(window.count == 10)
-    // Room for a few dozen switches, not a chunk (1 MiB), let alone the whole capacity (16 MiB).
+    // Room for a few dozen switches, not a chunk (512 KiB), let alone the whole capacity (8 MiB).
     #expect(window.memoryBytes < 4096)
     for i in 0..<100_000 {
         window.record(Event(timeNs: 0, vm: 0, vcpu: 0, op: .load, gpa: GPA(UInt64(0x1000 * (i % 7 + 1)))))
@@ -86,4 +86,12 @@ func switchWindowBoundsEqualBoundsOfTheWholeStream(seed: UInt64) throws {
     window.checkInvariants()
     // Two chunks of 64 Ki records.
     #expect(window.memoryBytes < 3 * SwitchWindow.defaultChunkSize * MemoryLayout<SwitchWindow.Switch>.stride)
+}
+
+@Test func switchWindowPacksASwitchInOneWord() {
+    #expect(MemoryLayout<SwitchWindow.Switch>.stride == 8)
+    for (gpa, vcpu) in [(UInt64(0), UInt16(0)), (0x1000, 1), ((1 << 52) - 0x1000, .max), (0xdead_b000, 4095)] {
+        let s = SwitchWindow.Switch(gpa: GPA(gpa), vcpu: vcpu)
+        #expect(s.gpa == GPA(gpa) && s.vcpu == vcpu)
+    }
 }

@@ -31,7 +31,7 @@ extension PolicyKind {
         makeEngine: { spec, pages in
             MapPerEntryEngine(engine: Engine(spec: spec, prototype: MapPerEntry(), defaultPagesPerContext: pages))
         },
-        makeShard: { _, info, pages in MapPerEntryShard(info: info, defaultPagesPerContext: pages, policy: MapPerEntry()) })
+        makeShard: { _, info, pages in MapPerEntryShard(pagesPerContext: UInt64(info.pagesPerContext ?? pages)) })
 }
 
 extension PolicySpec {

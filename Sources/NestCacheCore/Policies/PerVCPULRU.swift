@@ -112,7 +112,7 @@ extension PolicyKind {
         makeEngine: { spec, pages in
             PerVCPULRUEngine(engine: Engine(spec: spec, prototype: PerVCPULRU(k: spec.parameter), defaultPagesPerContext: pages))
         },
-        makeShard: { spec, info, pages in LRUShard(info: info, defaultPagesPerContext: pages, policy: PerVCPULRU(k: spec.parameter)) })
+        makeShard: { spec, info, pages in LRUShard(k: spec.parameter, pagesPerContext: UInt64(info.pagesPerContext ?? pages)) })
 
     /// `single`: `per-vcpu-lru:0` under its own name, the simplest cache there is.
     public static let single = PolicyKind(
@@ -121,7 +121,7 @@ extension PolicyKind {
         makeEngine: { spec, pages in
             PerVCPULRUEngine(engine: Engine(spec: spec, prototype: PerVCPULRU(k: 0), defaultPagesPerContext: pages))
         },
-        makeShard: { _, info, pages in LRUShard(info: info, defaultPagesPerContext: pages, policy: PerVCPULRU(k: 0)) })
+        makeShard: { _, info, pages in LRUShard(k: 0, pagesPerContext: UInt64(info.pagesPerContext ?? pages)) })
 }
 
 extension PolicySpec {

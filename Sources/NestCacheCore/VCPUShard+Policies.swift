@@ -1,0 +1,352 @@
+/// The shards `PolicySpec.makeShard` hands out: one vCPU's whole state under one per-vCPU policy,
+/// in one value with its counters and contexts inline.
+///
+/// Why not a one-vCPU `VMEngine` (what a shard was first): the daemon holds one shard per vCPU and
+/// per-vCPU policy, 192,000 of them for 1,000 VMs of 64 vCPUs with three shadows, and a
+/// `VMEngine` costs five heap blocks even for one vCPU (its vCPU array, its context array, the
+/// policy's three row arrays), about 600 bytes with malloc's headers and rounding, plus a box
+/// for the existential (BENCHMARKS.md, "Memory of the lanes"). These hold the same state in
+/// 128 (`per-vcpu-lru:K`) and 72 (`map-per-entry`) bytes, and at most one heap block
+/// (`per-vcpu-lru:K`'s list behind its front, K > 0). They keep only the counters that are not
+/// derived: `counters` computes the others from DESIGN §4's identities and what the policy can
+/// never do (a per-vCPU list never steals; map-per-entry never hits).
+///
+/// They apply DESIGN §2 for one vCPU whose policy keeps nothing VM-wide, as `VMEngine.apply`
+/// does for such a policy, and count the same: `VCPUShardTests` compares their sums with an
+/// `Engine` over the whole VM on random streams, checking invariants after every event; the
+/// daemon's strict-ordering tests compare them with `nestcache replay`. A change to
+/// `VMEngine.apply`'s rules must be made here too.
+
+/// `per-vcpu-lru:K` (`single` is K = 0) for one vCPU.
+///
+/// A per-vCPU LRU's context never leaves its vCPU's list (it is created there and recycled there),
+/// so a context *is* its slot: no context ids, the `contexts` gauge is the list's length, and the
+/// active context is always the front. Each slot holds the GPA the context is filed under and the
+/// GPA its pages map (or `GPA.none`). The front is inline; the K slots behind it are an array
+/// allocated at the second distinct switch target (exactly K slots), never for `single`:
+///
+///     front | rest[0] rest[1] ... rest[count-2]      most recently switched first
+///     hit on g at i:        [a b g c] -> [g a b c]
+///     miss, list full:      [a b c d] -> [d' a b c]  d' = d refiled under g, still mapping d's GPA
+///     miss, room left:      [a b]     -> [n a b]     n = new, unmapped
+///     entry of g:           front maps g (map_pages += P; unmap_pages += P if it mapped another)
+///
+/// - Complexity: O(K) per switch (a scan and a shift of the list, as KVM's `prev_roots`), O(1)
+///   otherwise; allocates only at the vCPU's second distinct switch target (K > 0).
+public struct LRUShard: VCPUShard {
+    struct Slot: Sendable, Equatable {
+        /// The GPA the context is filed under.
+        var filed: GPA
+        /// The GPA whose pages the context maps, or `GPA.none`.
+        var mapped: GPA
+    }
+
+    // The small fields first (one 16-byte word with its padding), then the words.
+    /// Slots besides the front: K (at most `PolicySpec.maxK`).
+    let k: UInt16
+    /// Slots in use: 0 ... K+1.
+    var count: UInt16 = 0
+    /// Slots whose `mapped` is a GPA, and the most there have been (the shard's own peak).
+    var mapped: UInt16 = 0
+    var peakMapped: UInt16 = 0
+    /// `P`.
+    let pagesPerContext: UInt32
+    var isSeenFlag = false
+    /// The vCPU's current control block (VMX `current_vmptr`), or `GPA.none`.
+    var current = GPA.none
+    var front = Slot(filed: .none, mapped: .none)
+    var rest: [Slot] = []
+    // The counters that are not derived.
+    var loads: UInt64 = 0
+    var entries: UInt64 = 0
+    var clears: UInt64 = 0
+    var hits: UInt64 = 0
+    var allocs: UInt64 = 0
+    var recycles: UInt64 = 0
+    var migrations: UInt64 = 0
+    var migrationHits: UInt64 = 0
+    var mapPages: UInt64 = 0
+    var unmapPages: UInt64 = 0
+
+    public init(k: Int, pagesPerContext: UInt64) {
+        precondition(k >= 0 && k < Int(UInt16.max), "per-vcpu-lru: K = \(k) out of range")
+        precondition(pagesPerContext <= UInt64(UInt32.max), "per-vcpu-lru: \(pagesPerContext) pages per context")
+        self.k = UInt16(k)
+        self.pagesPerContext = UInt32(pagesPerContext)
+    }
+
+    /// This vCPU's counters of DESIGN §4: events = loads + entries + clears, misses = allocs +
+    /// recycles, switches = hits + misses, no steals, nothing uncached.
+    var counters: Counters {
+        var c = Counters()
+        c.events = loads &+ entries &+ clears
+        c.loads = loads
+        c.entries = entries
+        c.clears = clears
+        c.hits = hits
+        c.misses = allocs &+ recycles
+        c.switches = hits &+ c.misses
+        c.allocs = allocs
+        c.recycles = recycles
+        c.migrations = migrations
+        c.migrationHits = migrationHits
+        c.mapPages = mapPages
+        c.unmapPages = unmapPages
+        return c
+    }
+
+    public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
+        precondition(migrations.count == events.count)
+        for i in events.indices {
+            let d = apply(op: events[i].op, gpa: events[i].gpa, migration: migrations[i])
+            if d != 0 { mappedChanged(d) }
+        }
+    }
+
+    /// One event (DESIGN §2, as `VMEngine.apply`); returns the change of mapped contexts.
+    @inline(__always)
+    mutating func apply(op: TraceOp, gpa: GPA, migration: Bool) -> Int {
+        isSeenFlag = true
+        switch op {
+        case .load:
+            loads &+= 1
+        case .enter:
+            entries &+= 1
+        case .clear:
+            clears &+= 1
+            // handle_vmclear drops the vCPU's current; the list is a pure LRU of switch targets.
+            if current == gpa { current = .none }
+        }
+        if op != .clear, current != gpa {
+            current = gpa
+            if migration { migrations &+= 1 }
+            switchTo(gpa, migration: migration)
+        }
+        guard op == .enter, front.mapped != gpa else { return 0 }
+        // Mapping at entry through the active context, the front: an entry is a switch or
+        // follows one, and a switch always leaves a front here.
+        precondition(count > 0, "per-vcpu-lru:\(k): entry without an active context")
+        let p = UInt64(pagesPerContext)
+        mapPages &+= p
+        let wasMapped = front.mapped != .none
+        front.mapped = gpa
+        if wasMapped {
+            unmapPages &+= p
+            return 0
+        }
+        mapped &+= 1
+        if mapped > peakMapped { peakMapped = mapped }
+        return 1
+    }
+
+    /// The policy's part of a switch: find, allocate or recycle, then move to the front.
+    @inline(__always)
+    mutating func switchTo(_ gpa: GPA, migration: Bool) {
+        let n = Int(count)
+        var i = 0
+        if n > 0, front.filed != gpa {
+            i = 1
+            rest.withUnsafeBufferPointer { r in
+                while i < n, r[i &- 1].filed != gpa { i &+= 1 }
+            }
+        }
+        if i < n {
+            hits &+= 1
+            if migration { migrationHits &+= 1 }
+            if i > 0 { moveToFront(i, filed: gpa) }
+        } else if n <= Int(k) {
+            allocs &+= 1
+            if n > 0 {
+                if rest.capacity < Int(k) { rest.reserveCapacity(Int(k)) }
+                rest.insert(front, at: 0)
+            }
+            front = Slot(filed: gpa, mapped: .none)
+            count &+= 1
+        } else {
+            recycles &+= 1
+            if n == 1 {
+                front.filed = gpa  // K = 0: the one context is refiled in place
+            } else {
+                moveToFront(n &- 1, filed: gpa)
+            }
+        }
+    }
+
+    /// Moves slot `i` (1 ..< count) to the front, filed under `filed`; slots 0 ..< i move back one.
+    @inline(__always)
+    mutating func moveToFront(_ i: Int, filed: GPA) {
+        let oldFront = front
+        rest.withUnsafeMutableBufferPointer { r in
+            var s = r[i &- 1]
+            s.filed = filed
+            var j = i &- 1
+            while j > 0 {
+                r[j] = r[j &- 1]
+                j &-= 1
+            }
+            r[0] = oldFront
+            front = s
+        }
+    }
+
+    var mappedPages: UInt64 { UInt64(mapped) &* UInt64(pagesPerContext) }
+
+    /// The list, most recent first: (filed under, maps).
+    var slots: [Slot] { count == 0 ? [] : [front] + rest.prefix(Int(count) - 1) }
+
+    public var snapshot: StatsSnapshot {
+        var s = StatsSnapshot()
+        s.counters = counters
+        s.gauges.contexts = UInt64(count)
+        s.gauges.mappedPages = mappedPages
+        s.gauges.peakMappedPages = UInt64(peakMapped) &* UInt64(pagesPerContext)
+        s.memoryBytes = nil  // the VM's, the caller's
+        return s
+    }
+
+    public var mappedUnits: Int { Int(mapped) }
+    public var isSeen: Bool { isSeenFlag }
+
+    public mutating func resetCounters() {
+        (loads, entries, clears, hits, allocs, recycles, migrations, migrationHits) = (0, 0, 0, 0, 0, 0, 0, 0)
+        // What stays mapped counts as mapped since the reset: map_pages - unmap_pages == mapped_pages.
+        mapPages = mappedPages
+        unmapPages = 0
+        peakMapped = mapped
+    }
+
+    /// The list's rules, the counts kept beside it, DESIGN §4's identities. O(K).
+    public func checkInvariants() {
+        let list = slots
+        precondition(count <= k &+ 1, "per-vcpu-lru:\(k): \(count) contexts > K+1\n\(self)")
+        precondition(rest.count == max(0, Int(count) - 1), "per-vcpu-lru:\(k): \(rest.count) slots behind the front, \(count) in use\n\(self)")
+        precondition(Set(list.map(\.filed)).count == list.count, "per-vcpu-lru:\(k): a GPA filed twice\n\(self)")
+        precondition(!list.contains { $0.filed == .none }, "per-vcpu-lru:\(k): a context filed under no GPA\n\(self)")
+        precondition(list.filter { $0.mapped != .none }.count == Int(mapped), "per-vcpu-lru:\(k): \(mapped) mapped counted\n\(self)")
+        precondition(mapped <= peakMapped, "per-vcpu-lru:\(k): \(mapped) mapped, above the peak \(peakMapped)\n\(self)")
+        if !isSeenFlag { precondition(counters == Counters() && count == 0, "per-vcpu-lru:\(k): unseen vCPU has state\n\(self)") }
+        if let broken = snapshot.brokenIdentity { preconditionFailure("per-vcpu-lru:\(k): \(broken): \(counters)\n\(self)") }
+    }
+}
+
+extension LRUShard: CustomStringConvertible {
+    public var description: String {
+        "  current \(current): [" + slots.map { "\($0.filed) maps \($0.mapped)" }.joined(separator: ", ") + "]"
+    }
+}
+
+/// `map-per-entry` for one vCPU: no contexts; an entry maps P pages until the vCPU's next event
+/// (the exit to L1 came before it), and every switch is an uncached miss.
+///
+/// - Complexity: O(1) per event; never allocates.
+public struct MapPerEntryShard: VCPUShard {
+    /// `P`.
+    let pagesPerContext: UInt32
+    var isSeenFlag = false
+    /// The pages of the last entry are still mapped.
+    var isEntryMapped = false
+    /// The shard's own peak: whether pages were ever mapped (since a reset).
+    var wasEntryMapped = false
+    var current = GPA.none
+    // The counters that are not derived.
+    var loads: UInt64 = 0
+    var entries: UInt64 = 0
+    var clears: UInt64 = 0
+    var switches: UInt64 = 0
+    var migrations: UInt64 = 0
+    var mapPages: UInt64 = 0
+    var unmapPages: UInt64 = 0
+
+    public init(pagesPerContext: UInt64) {
+        precondition(pagesPerContext <= UInt64(UInt32.max), "map-per-entry: \(pagesPerContext) pages per context")
+        self.pagesPerContext = UInt32(pagesPerContext)
+    }
+
+    /// This vCPU's counters of DESIGN §4: events = loads + entries + clears, every switch an
+    /// uncached miss.
+    var counters: Counters {
+        var c = Counters()
+        c.events = loads &+ entries &+ clears
+        c.loads = loads
+        c.entries = entries
+        c.clears = clears
+        c.switches = switches
+        c.misses = switches
+        c.uncached = switches
+        c.migrations = migrations
+        c.mapPages = mapPages
+        c.unmapPages = unmapPages
+        return c
+    }
+
+    public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
+        precondition(migrations.count == events.count)
+        for i in events.indices {
+            let d = apply(op: events[i].op, gpa: events[i].gpa, migration: migrations[i])
+            if d != 0 { mappedChanged(d) }
+        }
+    }
+
+    /// One event (DESIGN §2, as `VMEngine.apply` with `MapPerEntry`); returns the net change of
+    /// mapped vCPUs (an entry after an entry unmaps and maps: 0).
+    @inline(__always)
+    mutating func apply(op: TraceOp, gpa: GPA, migration: Bool) -> Int {
+        isSeenFlag = true
+        let p = UInt64(pagesPerContext)
+        var d = 0
+        if isEntryMapped {
+            isEntryMapped = false
+            unmapPages &+= p
+            d = -1
+        }
+        switch op {
+        case .load:
+            loads &+= 1
+        case .enter:
+            entries &+= 1
+        case .clear:
+            clears &+= 1
+            if current == gpa { current = .none }
+        }
+        if op != .clear, current != gpa {
+            switches &+= 1
+            current = gpa
+            if migration { migrations &+= 1 }
+        }
+        if op == .enter {
+            isEntryMapped = true
+            wasEntryMapped = true
+            mapPages &+= p
+            d &+= 1
+        }
+        return d
+    }
+
+    var mappedPages: UInt64 { isEntryMapped ? UInt64(pagesPerContext) : 0 }
+
+    public var snapshot: StatsSnapshot {
+        var s = StatsSnapshot()
+        s.counters = counters
+        s.gauges.mappedPages = mappedPages
+        s.gauges.peakMappedPages = wasEntryMapped ? UInt64(pagesPerContext) : 0
+        s.memoryBytes = nil  // the VM's, the caller's
+        s.countsLookups = false
+        return s
+    }
+
+    public var mappedUnits: Int { isEntryMapped ? 1 : 0 }
+    public var isSeen: Bool { isSeenFlag }
+
+    public mutating func resetCounters() {
+        (loads, entries, clears, switches, migrations, unmapPages) = (0, 0, 0, 0, 0, 0)
+        mapPages = mappedPages
+        wasEntryMapped = isEntryMapped
+    }
+
+    /// DESIGN §4's identities; the peak covers what is mapped. O(1).
+    public func checkInvariants() {
+        if !isSeenFlag { precondition(counters == Counters() && !isEntryMapped, "map-per-entry: unseen vCPU has state: \(counters)") }
+        precondition(wasEntryMapped || !isEntryMapped, "map-per-entry: mapped above the peak")
+        if let broken = snapshot.brokenIdentity { preconditionFailure("map-per-entry: \(broken): \(counters)") }
+    }
+}
