@@ -1,7 +1,7 @@
 import Foundation
 import Logging
+@testable import NestCacheCore
 @testable import NestCacheDaemon
-import NestCacheCore
 import NestCacheWorkload
 import Testing
 
@@ -140,6 +140,22 @@ import Testing
         }
     }
 
+    /// A per-vCPU policy whose shard type the lanes have no array for (a new policy, one file
+    /// and one registry row) runs boxed from the lane's `others`, with the same counters.
+    @Test func aShardTypeWithoutALaneArrayRunsBoxed() async throws {
+        let path = try Self.trace()
+        let boxed = PolicySpec(kind: BoxedShard.kind, parameter: 3)
+        #expect(boxed.isPerVCPU)
+        let directory = try await Self.concurrentReplayCheckingSnapshots(path, policies: [boxed, .perVCPULRU(k: 3)])
+        for vm in directory.all {
+            vm.checkInvariants()
+            let s = vm.snapshot(vcpus: true)
+            #expect(s.stats[0].counters == s.stats[1].counters, "\(vm.id)")
+            #expect(s.stats[0].gauges == s.stats[1].gauges, "\(vm.id)")
+            #expect(s.stats[0].counters.events == 20_000)
+        }
+    }
+
     /// Concurrent ordering may interleave vCPUs but loses nothing, and every snapshot taken while
     /// it runs satisfies the identities of DESIGN §4.
     @Test func concurrentOrderingLosesNothingAndSnapshotsAreConsistent() async throws {
@@ -175,4 +191,26 @@ import Testing
         #expect(rt.snapshot().events > a)
         runner.stop()
     }
+}
+
+/// `per-vcpu-lru`'s shard behind another type, as a new policy's shard would be.
+struct BoxedShard: VCPUShard {
+    var inner: any VCPUShard
+
+    static let kind = PolicyKind(
+        name: "boxed-lru", parameter: PolicyKind.perVCPULRU.parameter, shortName: "boxed", policy: PerVCPULRU.self,
+        maxMappedContextsPerVCPU: { k in k + 1 },
+        makeEngine: { spec, pages in PolicyKind.perVCPULRU.makeEngine(spec, pages) },
+        makeShard: { spec, info, pages in
+            BoxedShard(inner: PolicyKind.perVCPULRU.makeShard!(PolicySpec.perVCPULRU(k: spec.parameter), info, pages))
+        })
+
+    mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
+        inner.apply(events, migrations: migrations, mappedChanged: mappedChanged)
+    }
+    var snapshot: StatsSnapshot { inner.snapshot }
+    var mappedUnits: Int { inner.mappedUnits }
+    var isSeen: Bool { inner.isSeen }
+    mutating func resetCounters() { inner.resetCounters() }
+    func checkInvariants() { inner.checkInvariants() }
 }
