@@ -385,8 +385,9 @@ public final class WorkloadRunner: @unchecked Sendable {
             let batch = spareBatches.popLast() ?? VCPUBatch()
             if range == pending.indices {
                 swap(&batch.stream, &pending)
-                pending.removeAll(keepingCapacity: true)
-                next = 0
+                // Consumed, not emptied: the source replaces the contents in place, and an empty
+                // array would make the simulator grow it with placeholders first (2% of the feeder).
+                next = pending.count
             } else {
                 batch.stream.removeAll(keepingCapacity: true)
                 batch.stream.append(contentsOf: pending[range])
