@@ -128,10 +128,11 @@ if __name__ == "__main__":
                    help="L2 vCPUs per VM for the RSS part, comma-separated (default: 16 and 4 per L1 vCPU)")
     a.add_argument("--rss-only", action="store_true", help="skip the latency part")
     a.add_argument("--bounds-window", type=int, default=None, help="[daemon] bounds_window for the RSS part")
+    a.add_argument("--seconds", type=float, default=5, help="how long the RSS part's daemon runs before VmRSS is read")
     a.add_argument("--policies", type=lambda t: t.split(","), default=None,
                    help="primary,shadow,... for the RSS part (default: the daemon's four)")
     args = a.parse_args()
     if not args.rss_only:
         latency(args.bin, args.clients, args.requests)
     for l2 in args.l2 or (16, 4 * args.vcpus):  # the simulator's default, and 4 L2 vCPUs per L1 vCPU
-        rss(args.bin, args.vms, args.vcpus, l2, args.bounds_window, args.policies)
+        rss(args.bin, args.vms, args.vcpus, l2, args.bounds_window, args.policies, args.seconds)
