@@ -20,7 +20,8 @@ summary_interval_s = 60         # a summary line per VM to the journal; 0 = neve
 # localhost, and a port. A new value takes effect at the next restart, like the socket.
 # metrics_listen = "127.0.0.1:9464"
 # Switches kept per VM for `show bounds VM` (8 bytes each, allocated as they come; 0: off).
-# The bounds are those of this window, the VM's most recent switches.
+# The bounds are those of this window, the VM's most recent switches. A full window is 64 KiB
+# per VM: with a thousand VMs and no use for bounds, 0 saves 64 MiB.
 bounds_window = 8192
 
 [defaults]
