@@ -10,7 +10,10 @@
 ///    checked against (`PolicyRegistryTests` fails while a row has none; `EngineTests` compares
 ///    every row's engine with it on random traces);
 /// 4. if its state is per-vCPU, a `VCPUShard` (`makeShard`) so the daemon runs it without a
-///    VM lock; without one the daemon gives it a VM-wide lock, like `per-vm-table`.
+///    VM lock (without one the daemon gives it a VM-wide lock, like `per-vm-table`):
+///    `EngineShard(info:defaultPagesPerContext:policy:)` serves any policy as it is (boxed, about
+///    600 bytes per vCPU); a compact shard like `LRUShard`, with an array in the daemon's lanes,
+///    when its memory matters.
 public struct PolicyKind: Sendable, Hashable, CustomStringConvertible {
     /// A policy's one integer parameter (`per-vm-table:R`).
     public struct Parameter: Sendable {

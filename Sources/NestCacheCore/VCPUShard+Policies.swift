@@ -350,3 +350,35 @@ public struct MapPerEntryShard: VCPUShard {
         if let broken = snapshot.brokenIdentity { preconditionFailure("map-per-entry: \(broken): \(counters)") }
     }
 }
+
+/// Any per-vCPU policy as a shard: a `VMEngine` over one vCPU (index 0), with the engine's own
+/// DESIGN §2. What a new per-vCPU policy's row hands out until it has a compact shard of its own
+/// like `LRUShard`: correct at once, but about 600 bytes in five heap blocks per vCPU, and the
+/// daemon runs it boxed (a lane's `others`).
+public struct EngineShard<Policy: ContextPolicy>: VCPUShard {
+    var engine: VMEngine<Policy>
+
+    public init(info: VMInfo, defaultPagesPerContext: Int, policy: Policy) {
+        // Declared as a VM of one vCPU: room for one record, not M (the VM's M is the caller's;
+        // per-vCPU policies do not use it).
+        var info = info
+        info.l1VCPUs = 1
+        engine = VMEngine(info: info, defaultPagesPerContext: defaultPagesPerContext, policy: policy)
+    }
+
+    public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
+        precondition(migrations.count == events.count)
+        for i in events.indices {
+            let before = engine.state.mappedUnits
+            engine.apply(vcpu: 0, op: events[i].op, gpa: events[i].gpa, migration: migrations[i])
+            let d = engine.state.mappedUnits &- before
+            if d != 0 { mappedChanged(d) }
+        }
+    }
+
+    public var snapshot: StatsSnapshot { engine.snapshot }
+    public var mappedUnits: Int { engine.state.mappedUnits }
+    public var isSeen: Bool { engine.state.seenVCPUs > 0 }
+    public mutating func resetCounters() { engine.resetCounters() }
+    public func checkInvariants() { engine.checkInvariants() }
+}

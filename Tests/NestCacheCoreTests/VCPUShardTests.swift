@@ -2,12 +2,24 @@ import NestCacheCore
 import Testing
 
 /// The daemon's per-vCPU shards (`VCPUShard`, fed migrations by `SwitchTracker`) count exactly
-/// what one `Engine` over the whole VM counts, for every per-vCPU policy.
+/// what one `Engine` over the whole VM counts, for every per-vCPU policy of the registry, both
+/// the compact shards the rows hand out and the generic `EngineShard`.
 @Suite struct VCPUShardTests {
-    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
-    func shardsEqualTheWholeVMEngine(seed: UInt64) {
+    typealias MakeShard = @Sendable (PolicySpec, VMInfo) -> any VCPUShard
+
+    static let rowShard: MakeShard = { spec, info in spec.makeShard(info: info, defaultPagesPerContext: 4)! }
+    static let engineShard: MakeShard = { spec, info in
+        switch spec.kind {
+        case .mapPerEntry: EngineShard(info: info, defaultPagesPerContext: 4, policy: MapPerEntry())
+        default: EngineShard(info: info, defaultPagesPerContext: 4, policy: PerVCPULRU(k: spec.kind == .single ? 0 : spec.parameter))
+        }
+    }
+
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8], [true, false])
+    func shardsEqualTheWholeVMEngine(seed: UInt64, generic: Bool) {
         let (registry, events) = randomStream(seed: seed, events: 3000)
-        for spec in [PolicySpec.perVCPULRU(k: 2), .single, .mapPerEntry] {
+        let make = generic ? Self.engineShard : Self.rowShard
+        for spec in everyPolicy where spec.isPerVCPU {
             var engine = spec.makeEngine()
             engine.sync(with: registry)
             engine.apply(events, registry: registry)
@@ -19,7 +31,7 @@ import Testing
                 var peak = 0
                 for e in events where Int(e.vm) == vm {
                     let v = Int(e.vcpu)
-                    while shards.count <= v { shards.append(spec.makeShard(info: info, defaultPagesPerContext: 4)!) }
+                    while shards.count <= v { shards.append(make(spec, info)) }
                     let m = tracker.isMigration(vcpu: v, op: e.op, gpa: e.gpa)
                     [e].withUnsafeBufferPointer { ev in
                         [m].withUnsafeBufferPointer { mb in

@@ -141,10 +141,11 @@ import Testing
     }
 
     /// A per-vCPU policy whose shard type the lanes have no array for (a new policy, one file
-    /// and one registry row) runs boxed from the lane's `others`, with the same counters.
+    /// and one registry row, its shard the generic `EngineShard`) runs boxed from the lane's
+    /// `others`, with the same counters as the compact shard.
     @Test func aShardTypeWithoutALaneArrayRunsBoxed() async throws {
         let path = try Self.trace()
-        let boxed = PolicySpec(kind: BoxedShard.kind, parameter: 3)
+        let boxed = PolicySpec(kind: GenericShardPolicy.kind, parameter: 3)
         #expect(boxed.isPerVCPU)
         let directory = try await Self.concurrentReplayCheckingSnapshots(path, policies: [boxed, .perVCPULRU(k: 3)])
         for vm in directory.all {
@@ -193,24 +194,11 @@ import Testing
     }
 }
 
-/// `per-vcpu-lru`'s shard behind another type, as a new policy's shard would be.
-struct BoxedShard: VCPUShard {
-    var inner: any VCPUShard
-
+/// `per-vcpu-lru` as a new per-vCPU policy's row would first be: the generic `EngineShard`.
+enum GenericShardPolicy {
     static let kind = PolicyKind(
-        name: "boxed-lru", parameter: PolicyKind.perVCPULRU.parameter, shortName: "boxed", policy: PerVCPULRU.self,
+        name: "engine-shard-lru", parameter: PolicyKind.perVCPULRU.parameter, shortName: "eng", policy: PerVCPULRU.self,
         maxMappedContextsPerVCPU: { k in k + 1 },
         makeEngine: { spec, pages in PolicyKind.perVCPULRU.makeEngine(spec, pages) },
-        makeShard: { spec, info, pages in
-            BoxedShard(inner: PolicyKind.perVCPULRU.makeShard!(PolicySpec.perVCPULRU(k: spec.parameter), info, pages))
-        })
-
-    mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
-        inner.apply(events, migrations: migrations, mappedChanged: mappedChanged)
-    }
-    var snapshot: StatsSnapshot { inner.snapshot }
-    var mappedUnits: Int { inner.mappedUnits }
-    var isSeen: Bool { inner.isSeen }
-    mutating func resetCounters() { inner.resetCounters() }
-    func checkInvariants() { inner.checkInvariants() }
+        makeShard: { spec, info, pages in EngineShard(info: info, defaultPagesPerContext: pages, policy: PerVCPULRU(k: spec.parameter)) })
 }
