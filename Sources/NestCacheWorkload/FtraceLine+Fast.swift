@@ -151,16 +151,7 @@ extension FtraceLine {
             return .fallback
         }
         var name = nameStart..<i
-        var isKVM = true
-        if i + 1 < n, !Bytes.isSpace(l[i + 1]) {
-            var k = i + 1
-            while k < n, l[k] != UInt8(ascii: ":"), !Bytes.isSpace(l[k]) { k += 1 }
-            if k < n, k > i + 1, l[k] == UInt8(ascii: ":") {
-                isKVM = equals(l, name, "kvm")
-                name = (i + 1)..<k
-                i = k
-            }
-        }
+        let isKVM = systemQualified(l, name: &name, colon: &i)
         if !isKVM { return .skipped(nameStart..<name.upperBound) }
         i += 1
         while i < n, Bytes.isSpace(l[i]) { i += 1 }

@@ -263,20 +263,27 @@ enum FtraceLine {
         while i < n, l[i] != UInt8(ascii: ":"), !Bytes.isSpace(l[i]) { i += 1 }
         guard i < n, i > nameStart, l[i] == UInt8(ascii: ":") else { return .failure(.noEventName(at: nameStart)) }
         var name = nameStart..<i
-        var isKVM = true
-        if i + 1 < n, !Bytes.isSpace(l[i + 1]) {
-            var k = i + 1
-            while k < n, l[k] != UInt8(ascii: ":"), !Bytes.isSpace(l[k]) { k += 1 }
-            if k < n, k > i + 1, l[k] == UInt8(ascii: ":") {
-                isKVM = equals(l, name, "kvm")
-                name = (i + 1)..<k
-                i = k
-            }
-        }
+        let isKVM = systemQualified(l, name: &name, colon: &i)
         let qualified = isKVM ? name : nameStart..<name.upperBound
         i += 1
         while i < n, Bytes.isSpace(l[i]) { i += 1 }
         return .header(Header(prefix: p, timeNs: timeNs, name: name, qualifiedName: qualified, isKVM: isKVM, body: i..<n))
+    }
+
+    /// perf's `system:name:`: when another `word:` follows the event name's colon at `colon`,
+    /// the event is that word and `name` was its system. Moves `name` and `colon` to it; returns
+    /// whether the event is KVM's (the system is `kvm`, or there is none: ftrace's own layout).
+    @inline(__always)
+    static func systemQualified(_ l: UnsafeBufferPointer<UInt8>, name: inout Range<Int>, colon i: inout Int) -> Bool {
+        let n = l.count
+        guard i + 1 < n, !Bytes.isSpace(l[i + 1]) else { return true }
+        var k = i + 1
+        while k < n, l[k] != UInt8(ascii: ":"), !Bytes.isSpace(l[k]) { k += 1 }
+        guard k < n, k > i + 1, l[k] == UInt8(ascii: ":") else { return true }
+        let isKVM = equals(l, name, "kvm")
+        name = (i + 1)..<k
+        i = k
+        return isKVM
     }
 
     /// The body after libtraceevent's field errors: a KVM plugin handler that looks for a field

@@ -74,15 +74,7 @@ public struct SwitchWindow: Sendable {
     public mutating func record(_ e: Event) {
         eventsSeen &+= 1
         let v = Int(e.vcpu)
-        if v >= current.count {
-            let n = v + 1 - current.count
-            current.append(contentsOf: repeatElement(.none, count: n))
-            isSeen.append(contentsOf: repeatElement(false, count: n))
-        }
-        if !isSeen[v] {
-            isSeen[v] = true
-            seenVCPUs += 1
-        }
+        see(v)
         switch e.op {
         case .clear:
             if current[v] == e.gpa { current[v] = .none }
@@ -94,6 +86,20 @@ public struct SwitchWindow: Sendable {
         }
     }
 
+    /// Counts vCPU `v` as seen (its first event), growing the per-vCPU arrays to it.
+    @inline(__always)
+    private mutating func see(_ v: Int) {
+        if v >= current.count {
+            let n = v + 1 - current.count
+            current.append(contentsOf: repeatElement(.none, count: n))
+            isSeen.append(contentsOf: repeatElement(false, count: n))
+        }
+        if !isSeen[v] {
+            isSeen[v] = true
+            seenVCPUs += 1
+        }
+    }
+
     /// Records a stretch of the VM's stream whose switches the caller found itself, by the rules
     /// `record(_:)` follows (the daemon's feeder: `SwitchTracker.advance`, already run over every
     /// event): `switches` in stream order, out of `events` events naming the vCPUs `vcpus`.
@@ -102,17 +108,7 @@ public struct SwitchWindow: Sendable {
     /// - Complexity: O(switches + vcpus), not O(events).
     public mutating func record(switches: some Sequence<Switch>, events: Int, vcpus: some Sequence<Int>) {
         eventsSeen &+= UInt64(events)
-        for v in vcpus {
-            if v >= current.count {
-                let n = v + 1 - current.count
-                current.append(contentsOf: repeatElement(.none, count: n))
-                isSeen.append(contentsOf: repeatElement(false, count: n))
-            }
-            if !isSeen[v] {
-                isSeen[v] = true
-                seenVCPUs += 1
-            }
-        }
+        for v in vcpus { see(v) }
         for s in switches {
             switchesSeen &+= 1
             append(s)
