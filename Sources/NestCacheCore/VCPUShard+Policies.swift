@@ -17,6 +17,60 @@
 /// daemon's strict-ordering tests compare them with `nestcache replay`. A change to
 /// `VMEngine.apply`'s rules must be made here too.
 
+/// A compact shard's batch: `one(op, gpa, migration)` per event, reporting each nonzero change of
+/// mapped units. Inlined into each shard's `apply`, so the per-event call is too.
+@inline(__always)
+func forEachEvent(
+    _ events: UnsafeBufferPointer<Event>, _ migrations: UnsafeBufferPointer<Bool>, _ mappedChanged: (Int) -> Void,
+    _ one: (TraceOp, GPA, Bool) -> Int
+) {
+    precondition(migrations.count == events.count)
+    for i in events.indices {
+        let d = one(events[i].op, events[i].gpa, migrations[i])
+        if d != 0 { mappedChanged(d) }
+    }
+}
+
+/// DESIGN §2's workload state of one vCPU, as a compact shard keeps it: its current control block
+/// and the counts that do not depend on the policy.
+struct VCPUStream: Sendable, Equatable {
+    /// The vCPU's current control block (VMX `current_vmptr`), or `GPA.none`.
+    var current = GPA.none
+    var loads: UInt64 = 0
+    var entries: UInt64 = 0
+    var clears: UInt64 = 0
+    var migrations: UInt64 = 0
+
+    /// Counts `op` of `gpa`; true when it is a switch (a load or entry of another GPA than the
+    /// current one, which it becomes). A clear of the current GPA drops it (`handle_vmclear`).
+    @inline(__always)
+    mutating func count(_ op: TraceOp, _ gpa: GPA, migration: Bool) -> Bool {
+        switch op {
+        case .load: loads &+= 1
+        case .enter: entries &+= 1
+        case .clear:
+            clears &+= 1
+            if current == gpa { current = .none }
+            return false
+        }
+        guard current != gpa else { return false }
+        current = gpa
+        if migration { migrations &+= 1 }
+        return true
+    }
+
+    /// Zeroes the counts; the current control block stays.
+    mutating func resetCounts() { (loads, entries, clears, migrations) = (0, 0, 0, 0) }
+
+    /// These counts as `Counters` (`events` their sum), with the pages; the policy's own 0.
+    func counters(mapPages: UInt64, unmapPages: UInt64) -> Counters {
+        var c = Counters()
+        (c.loads, c.entries, c.clears, c.events) = (loads, entries, clears, loads &+ entries &+ clears)
+        (c.migrations, c.mapPages, c.unmapPages) = (migrations, mapPages, unmapPages)
+        return c
+    }
+}
+
 /// `per-vcpu-lru:K` (`single` is K = 0) for one vCPU.
 ///
 /// A per-vCPU LRU's context never leaves its vCPU's list (it is created there and recycled there),
@@ -52,18 +106,13 @@ public struct LRUShard: VCPUShard {
     /// `P`.
     let pagesPerContext: UInt32
     var isSeenFlag = false
-    /// The vCPU's current control block (VMX `current_vmptr`), or `GPA.none`.
-    var current = GPA.none
+    var stream = VCPUStream()
     var front = Slot(filed: .none, mapped: .none)
     var rest: [Slot] = []
-    // The counters that are not derived.
-    var loads: UInt64 = 0
-    var entries: UInt64 = 0
-    var clears: UInt64 = 0
+    // The policy's counters that are not derived.
     var hits: UInt64 = 0
     var allocs: UInt64 = 0
     var recycles: UInt64 = 0
-    var migrations: UInt64 = 0
     var migrationHits: UInt64 = 0
     var mapPages: UInt64 = 0
     var unmapPages: UInt64 = 0
@@ -78,50 +127,26 @@ public struct LRUShard: VCPUShard {
     /// This vCPU's counters of DESIGN §4: events = loads + entries + clears, misses = allocs +
     /// recycles, switches = hits + misses, no steals, nothing uncached.
     var counters: Counters {
-        var c = Counters()
-        c.events = loads &+ entries &+ clears
-        c.loads = loads
-        c.entries = entries
-        c.clears = clears
+        var c = stream.counters(mapPages: mapPages, unmapPages: unmapPages)
         c.hits = hits
         c.misses = allocs &+ recycles
         c.switches = hits &+ c.misses
         c.allocs = allocs
         c.recycles = recycles
-        c.migrations = migrations
         c.migrationHits = migrationHits
-        c.mapPages = mapPages
-        c.unmapPages = unmapPages
         return c
     }
 
     public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
-        precondition(migrations.count == events.count)
-        for i in events.indices {
-            let d = apply(op: events[i].op, gpa: events[i].gpa, migration: migrations[i])
-            if d != 0 { mappedChanged(d) }
-        }
+        forEachEvent(events, migrations, mappedChanged) { apply(op: $0, gpa: $1, migration: $2) }
     }
 
     /// One event (DESIGN §2, as `VMEngine.apply`); returns the change of mapped contexts.
     @inline(__always)
     mutating func apply(op: TraceOp, gpa: GPA, migration: Bool) -> Int {
         isSeenFlag = true
-        switch op {
-        case .load:
-            loads &+= 1
-        case .enter:
-            entries &+= 1
-        case .clear:
-            clears &+= 1
-            // handle_vmclear drops the vCPU's current; the list is a pure LRU of switch targets.
-            if current == gpa { current = .none }
-        }
-        if op != .clear, current != gpa {
-            current = gpa
-            if migration { migrations &+= 1 }
-            switchTo(gpa, migration: migration)
-        }
+        // A clear drops the current block only: the list is a pure LRU of switch targets.
+        if stream.count(op, gpa, migration: migration) { switchTo(gpa, migration: migration) }
         guard op == .enter, front.mapped != gpa else { return 0 }
         // Mapping at entry through the active context, the front: an entry is a switch or
         // follows one, and a switch always leaves a front here.
@@ -208,7 +233,8 @@ public struct LRUShard: VCPUShard {
     public var isSeen: Bool { isSeenFlag }
 
     public mutating func resetCounters() {
-        (loads, entries, clears, hits, allocs, recycles, migrations, migrationHits) = (0, 0, 0, 0, 0, 0, 0, 0)
+        stream.resetCounts()
+        (hits, allocs, recycles, migrationHits) = (0, 0, 0, 0)
         // What stays mapped counts as mapped since the reset: map_pages - unmap_pages == mapped_pages.
         mapPages = mappedPages
         unmapPages = 0
@@ -231,7 +257,7 @@ public struct LRUShard: VCPUShard {
 
 extension LRUShard: CustomStringConvertible {
     public var description: String {
-        "  current \(current): [" + slots.map { "\($0.filed) maps \($0.mapped)" }.joined(separator: ", ") + "]"
+        "  current \(stream.current): [" + slots.map { "\($0.filed) maps \($0.mapped)" }.joined(separator: ", ") + "]"
     }
 }
 
@@ -247,13 +273,9 @@ public struct MapPerEntryShard: VCPUShard {
     var isEntryMapped = false
     /// The shard's own peak: whether pages were ever mapped (since a reset).
     var wasEntryMapped = false
-    var current = GPA.none
+    var stream = VCPUStream()
     // The counters that are not derived.
-    var loads: UInt64 = 0
-    var entries: UInt64 = 0
-    var clears: UInt64 = 0
     var switches: UInt64 = 0
-    var migrations: UInt64 = 0
     var mapPages: UInt64 = 0
     var unmapPages: UInt64 = 0
 
@@ -265,26 +287,15 @@ public struct MapPerEntryShard: VCPUShard {
     /// This vCPU's counters of DESIGN §4: events = loads + entries + clears, every switch an
     /// uncached miss.
     var counters: Counters {
-        var c = Counters()
-        c.events = loads &+ entries &+ clears
-        c.loads = loads
-        c.entries = entries
-        c.clears = clears
+        var c = stream.counters(mapPages: mapPages, unmapPages: unmapPages)
         c.switches = switches
         c.misses = switches
         c.uncached = switches
-        c.migrations = migrations
-        c.mapPages = mapPages
-        c.unmapPages = unmapPages
         return c
     }
 
     public mutating func apply(_ events: UnsafeBufferPointer<Event>, migrations: UnsafeBufferPointer<Bool>, mappedChanged: (Int) -> Void) {
-        precondition(migrations.count == events.count)
-        for i in events.indices {
-            let d = apply(op: events[i].op, gpa: events[i].gpa, migration: migrations[i])
-            if d != 0 { mappedChanged(d) }
-        }
+        forEachEvent(events, migrations, mappedChanged) { apply(op: $0, gpa: $1, migration: $2) }
     }
 
     /// One event (DESIGN §2, as `VMEngine.apply` with `MapPerEntry`); returns the net change of
@@ -299,20 +310,7 @@ public struct MapPerEntryShard: VCPUShard {
             unmapPages &+= p
             d = -1
         }
-        switch op {
-        case .load:
-            loads &+= 1
-        case .enter:
-            entries &+= 1
-        case .clear:
-            clears &+= 1
-            if current == gpa { current = .none }
-        }
-        if op != .clear, current != gpa {
-            switches &+= 1
-            current = gpa
-            if migration { migrations &+= 1 }
-        }
+        if stream.count(op, gpa, migration: migration) { switches &+= 1 }
         if op == .enter {
             isEntryMapped = true
             wasEntryMapped = true
@@ -338,7 +336,8 @@ public struct MapPerEntryShard: VCPUShard {
     public var isSeen: Bool { isSeenFlag }
 
     public mutating func resetCounters() {
-        (loads, entries, clears, switches, migrations, unmapPages) = (0, 0, 0, 0, 0, 0)
+        stream.resetCounts()
+        (switches, unmapPages) = (0, 0)
         mapPages = mappedPages
         wasEntryMapped = isEntryMapped
     }
