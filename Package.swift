@@ -40,7 +40,6 @@ let package = Package(
                 "NestCacheCore", "NestCacheWorkload", "NestCacheControl", "NestCacheSystem", "CSystemd", "CThreadPriority",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 "NestCacheTOML",
