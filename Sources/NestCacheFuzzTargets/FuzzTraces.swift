@@ -23,45 +23,13 @@ enum FuzzTraces {
                 // The fast path reads what the general path reads, the same way (issue 10); a
                 // batch of 2 leaves it no room after an SVM clear.
                 for limit in [2, 64] {
-                    let fast = ftraceReading(path, policy, limit: limit, fast: true)
-                    let general = ftraceReading(path, policy, limit: limit, fast: false)
+                    let fast = FtraceReader.reading(path, vm: "fuzz", invalidLines: policy, limit: limit, fastPath: true)
+                    let general = FtraceReader.reading(path, vm: "fuzz", invalidLines: policy, limit: limit, fastPath: false)
                     fuzzCheck(fast == general, "fast path \(fast)\ngeneral path \(general)")
+                    fuzzCheck(fast.batchesOverLimit == 0, "batches over the limit of \(limit): \(fast)")
                 }
             }
         }
-    }
-
-    /// Everything an `FtraceReader` gives, comparable.
-    struct FtraceReading: Equatable, CustomStringConvertible {
-        var events: [Event] = []
-        var figures: [String] = []
-        var warnings: [String] = []
-        var skipped: [String] = []
-        var vms: [String] = []
-        var error: String?
-
-        var description: String {
-            "\(events.count) events \(events.prefix(4)) figures \(figures) warnings \(warnings) skipped \(skipped) vms \(vms) error \(error ?? "none")"
-        }
-    }
-
-    static func ftraceReading(_ path: String, _ invalid: InvalidLinePolicy, limit: Int, fast: Bool) -> FtraceReading {
-        var reading = FtraceReading()
-        do {
-            let r = try FtraceReader(path: path, vm: "fuzz", invalidLines: invalid)
-            r.usesFastPath = fast
-            defer {
-                reading.figures = r.figures.map { "\($0.name)=\($0.value)" }
-                reading.warnings = r.warnings
-                reading.skipped = (r.skippedEvents ?? []).map { "\($0.name)=\($0.count)" }
-                reading.vms = r.registry.infos.map(\.id)
-            }
-            var batch: [Event] = []
-            while try r.next(into: &batch, limit: limit) { reading.events += batch }
-        } catch {
-            reading.error = error.description
-        }
-        return reading
     }
 
     static func drive<S: EventSource>(_ data: UnsafeBufferPointer<UInt8>, _ invalid: InvalidLinePolicy, _ open: () throws(TraceError) -> S) {

@@ -8,39 +8,11 @@ import Testing
 /// the same events, figures, warnings, skipped-event counts, VMs and error (file, line, message),
 /// whatever the batch size. Each input here is read both ways and compared.
 @Suite struct FtraceFastPathTests {
-    /// Everything a reading gives, in a comparable form.
-    struct Reading: Equatable, CustomStringConvertible {
-        var events: [Event] = []
-        var figures: [String] = []
-        var warnings: [String] = []
-        var skipped: [String] = []
-        var vms: [String] = []
-        var error: String?
-
-        var description: String {
-            "events \(events.count) \(events.prefix(8)) figures \(figures) warnings \(warnings) skipped \(skipped) vms \(vms) error \(error ?? "none")"
-        }
-    }
+    typealias Reading = FtraceReading
 
     static func read(_ path: String, vm: String = "web0", invalid: InvalidLinePolicy, limit: Int, fast: Bool) -> Reading {
-        var reading = Reading()
-        do {
-            let r = try FtraceReader(path: path, vm: vm, invalidLines: invalid)
-            r.usesFastPath = fast
-            var batch: [Event] = []
-            defer {
-                reading.figures = r.figures.map { "\($0.name)=\($0.value)" }
-                reading.warnings = r.warnings
-                reading.skipped = (r.skippedEvents ?? []).map { "\($0.name)=\($0.count)" }
-                reading.vms = r.registry.infos.map(\.id)
-            }
-            while try r.next(into: &batch, limit: limit) {
-                #expect(batch.count <= limit)
-                reading.events += batch
-            }
-        } catch {
-            reading.error = error.description
-        }
+        let reading = FtraceReader.reading(path, vm: vm, invalidLines: invalid, limit: limit, fastPath: fast)
+        #expect(reading.batchesOverLimit == 0)
         return reading
     }
 
