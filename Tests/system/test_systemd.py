@@ -150,10 +150,11 @@ def test_first_client_starts_the_service(box):
     assert svc["Type"] == "notify"
     vms = box.wait_for("the 3 configured VMs", lambda: set(box.stats()["vms"]) == {"microvm", "cloud", "thrash"}, timeout=10)
     assert vms
-    # STATUS= is refreshed every 5 s: it must come to name the VMs the daemon serves.
-    status = box.wait_for("StatusText naming 3 VMs",
+    # STATUS= is refreshed every 5 s: it must come to name the VMs the daemon serves and what
+    # they did (READY's own STATUS= may come before their first events: "3 VMs (3 running), 0 events").
+    status = box.wait_for("StatusText naming 3 VMs and a hit ratio",
                           lambda: (s := box.show("nestcached", "StatusText")["StatusText"])
-                          .startswith("3 VMs") and s, timeout=15)
+                          .startswith("3 VMs") and "hit ratio" in s and s, timeout=15)
     assert re.fullmatch(r"3 VMs \(3 running\), \d+ events, hit ratio [\d.]+%", status), status
 
 
