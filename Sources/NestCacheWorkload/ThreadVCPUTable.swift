@@ -70,6 +70,18 @@ struct ThreadVCPUTable {
         lastSlot = s
     }
 
+    /// Every thread recorded is found from its hash by probing, the load is at most 1/2, `count`
+    /// counts the used slots, and the last-pid cache names a slot holding that pid. O(capacity).
+    func checkInvariants() {
+        precondition(keys.count == values.count && (keys.isEmpty || keys.count.nonzeroBitCount == 1), "capacity \(keys.count)")
+        precondition(keys.filter { $0 != -1 }.count == count, "\(count) counted, \(keys.filter { $0 != -1 }.count) used")
+        precondition(count * 2 <= keys.count, "load \(count)/\(keys.count) above 1/2")
+        for k in keys where k != -1 {
+            precondition(k >= 0 && keys[slot(of: k)] == k, "pid \(k) not found by probing")
+        }
+        if lastPID != -1 { precondition(keys[lastSlot] == lastPID, "last-pid cache names slot \(lastSlot), not pid \(lastPID)") }
+    }
+
     private mutating func grow() {
         let oldKeys = keys
         let oldValues = values
