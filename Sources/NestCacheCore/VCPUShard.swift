@@ -47,31 +47,23 @@ public struct SwitchTracker: Sendable {
 
     public init() {}
 
-    /// Advances over one event of the VM; true when it is a switch to a GPA another vCPU
-    /// switched to last.
-    @inline(__always)
-    public mutating func isMigration(vcpu v: Int, op: TraceOp, gpa: GPA) -> Bool {
-        advance(vcpu: v, op: op, gpa: gpa).isMigration
-    }
-
-    /// Advances over one event of the VM: whether it is a switch (a load or enter of another GPA
-    /// than the vCPU's current, DESIGN §2: what `SwitchWindow` records), and whether that switch
-    /// is a migration (the GPA's last switcher was another vCPU).
+    /// Advances over one event of the VM: true when it is a switch (a load or enter of another
+    /// GPA than the vCPU's current, DESIGN §2) to a GPA another vCPU switched to last.
     /// - Complexity: O(1) expected: one `GPAMap` update per switch, none otherwise.
     @inline(__always)
-    public mutating func advance(vcpu v: Int, op: TraceOp, gpa: GPA) -> (isSwitch: Bool, isMigration: Bool) {
+    public mutating func isMigration(vcpu v: Int, op: TraceOp, gpa: GPA) -> Bool {
         if v >= current.count { current.append(contentsOf: repeatElement(.none, count: v + 1 - current.count)) }
         if op == .clear {
             if current[v] == gpa { current[v] = .none }
-            return (false, false)
+            return false
         }
-        guard current[v] != gpa else { return (false, false) }
+        guard current[v] != gpa else { return false }
         current[v] = gpa
         let previous = lastSwitcher.updateValue(Int32(truncatingIfNeeded: v), for: gpa)
-        return (true, previous != nil && previous != Int32(truncatingIfNeeded: v))
+        return previous != nil && previous != Int32(truncatingIfNeeded: v)
     }
 
-    /// `advance` over each of `events`, one VM's in stream order (their `vm` is ignored):
+    /// `isMigration` over each of `events`, one VM's in stream order (their `vm` is ignored):
     /// `migrations[i]` says whether event `i` is a migration, and the index of each switch is
     /// appended to `switches`. The daemon's feeder runs it once per batch; one loop here, over
     /// the vCPUs' current GPAs in place, costs a fraction of a call per event.

@@ -225,11 +225,6 @@ public final class VMRuntime: Sendable {
     /// nil with `bounds_window = 0`: nothing recorded, `show bounds` refused.
     let switchWindow: Locked<SwitchWindow>?
 
-    /// Whether the feeder must say which events are migrations (`SwitchTracker`): always, so
-    /// every policy, per-VM table included, counts the same migrations, those of the trace's
-    /// order, in concurrent ordering too.
-    var needsMigrations: Bool { true }
-
     /// `boundsWindow`: switches kept for `show bounds` (`[daemon] bounds_window`; 0: none).
     init(info: VMInfo, policies: [PolicySpec], defaultPagesPerContext: Int, boundsWindow: Int = 8192) {
         self.id = info.id

@@ -50,9 +50,10 @@ public final class WorkloadRunner: @unchecked Sendable {
     /// Split batches kept for reuse (at most `spareLimit`).
     private var spareBatches: [VCPUBatch] = []
     static let spareLimit = 4
-    /// Per VM that has per-vCPU policies: its `SwitchTracker`, which says in stream order which
-    /// events are migrations (the vCPU lanes see one vCPU each). By VM id (kept across loops);
-    /// `trackerOf` maps a source VM index to it (-1: none needed).
+    /// Per VM: its `SwitchTracker`, which says in stream order which events are migrations, so
+    /// every policy, the per-VM table included, counts the trace's migrations in concurrent
+    /// ordering too (the vCPU lanes see one vCPU each). By VM id (kept across loops); `trackerOf`
+    /// maps a source VM index to it (-1: a VM this runner does not feed).
     private var trackerByID: [String: Int] = [:]
     private var trackers: [SwitchTracker] = []
     private var trackerOf: [Int] = []
@@ -334,12 +335,11 @@ public final class WorkloadRunner: @unchecked Sendable {
         self.windowBuckets = windowBuckets
     }
 
-    /// Whether event `e` is a migration, by its VM's tracker (false without one). Must be asked
-    /// for every event of a tracked VM, in stream order.
+    /// Whether event `e`, of a VM this runner feeds, is a migration, by its VM's tracker. Must be
+    /// asked for every event of the VM, in stream order.
     @inline(__always)
     private func isMigration(_ e: Event, _ trackers: UnsafeMutableBufferPointer<SwitchTracker>) -> Bool {
-        let t = trackerOf[Int(e.vm)]
-        return t >= 0 && trackers[t].isMigration(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
+        trackers[trackerOf[Int(e.vm)]].isMigration(vcpu: Int(e.vcpu), op: e.op, gpa: e.gpa)
     }
 
     /// Strict ordering: runs of consecutive events of one vCPU, one after another, in trace
@@ -354,10 +354,7 @@ public final class WorkloadRunner: @unchecked Sendable {
             while j < range.upperBound, pending[j].vm == first.vm, pending[j].vcpu == first.vcpu { j += 1 }
             guard let vm = byIndex[Int(first.vm)] else { i = j; continue }
             var run = Array(pending[i..<j])
-            var flags: [Bool] = []
-            if vm.needsMigrations {
-                flags = trackers.withUnsafeMutableBufferPointer { tr in run.map { isMigration($0, tr) } }
-            }
+            let flags = trackers.withUnsafeMutableBufferPointer { tr in run.map { isMigration($0, tr) } }
             for k in run.indices { run[k].vm = 0 }
             let lane = vm.lane(Int(first.vcpu))
             vm.submitted.add(1, ordering: .relaxed)
@@ -448,20 +445,12 @@ public final class WorkloadRunner: @unchecked Sendable {
             if spareBatches.count < Self.spareLimit { spareBatches.append(batch) }
             return
         }
-        let t = trackerOf[v]
-        if t >= 0 {
-            batch.fill(tracker: &trackers[t])
-        } else {
-            // Every VM has a tracker (`needsMigrations`); a throwaway one keeps this total.
-            var tracker = SwitchTracker()
-            batch.fill(tracker: &tracker)
-        }
+        batch.fill(tracker: &trackers[trackerOf[v]])
         splits.append((vm, batch))
     }
 
-    /// The tracker index for `vm` (created on first use), or -1 when it needs none.
-    private func trackerIndex(for vm: VMRuntime?) -> Int {
-        guard let vm, vm.needsMigrations else { return -1 }
+    /// The tracker index for `vm` (created on first use).
+    private func trackerIndex(for vm: VMRuntime) -> Int {
         if let t = trackerByID[vm.id] { return t }
         trackers.append(SwitchTracker())
         trackerByID[vm.id] = trackers.count - 1
