@@ -240,12 +240,9 @@ public final class FtraceReader: EventSource {
                     return (p, taken)
                 }
                 let gpa = GPA(e.raw)
-                if e.isVMCB {
-                    let key = UInt64(UInt32(bitPattern: vm)) << 16 | UInt64(vcpu)
-                    if let old = lastVMCB.updateValue(gpa, forKey: key), old != gpa {
-                        events.initializeElement(at: k, to: Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
-                        k += 1
-                    }
+                if e.isVMCB, let old = replacedVMCB(gpa, vm: vm, vcpu: vcpu) {
+                    events.initializeElement(at: k, to: Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
+                    k += 1
                 }
                 events.initializeElement(at: k, to: Event(timeNs: e.timeNs, vm: vm, vcpu: vcpu, op: .enter, gpa: gpa))
                 k += 1
@@ -265,18 +262,23 @@ public final class FtraceReader: EventSource {
         let vm = vmIndex(r.tgid)
         guard let vcpu = try vcpu(of: r, line, vm: vm) else { return }
         let e = Event(timeNs: r.timeNs, vm: vm, vcpu: vcpu, op: .enter, gpa: gpa)
-        if isVMCB {
-            let key = UInt64(UInt32(bitPattern: vm)) << 16 | UInt64(vcpu)
-            let old = lastVMCB.updateValue(gpa, forKey: key)
-            if let old, old != gpa {
-                batch.append(Event(timeNs: r.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
-                if batch.count >= limit {
-                    pending = e
-                    return
-                }
+        if isVMCB, let old = replacedVMCB(gpa, vm: vm, vcpu: vcpu) {
+            batch.append(Event(timeNs: r.timeNs, vm: vm, vcpu: vcpu, op: .clear, gpa: old))
+            if batch.count >= limit {
+                pending = e
+                return
             }
         }
         batch.append(e)
+    }
+
+    /// Records `gpa` as the VMCB `vcpu` of `vm` runs; returns the one it ran before when that was
+    /// another: SVM has no VMCLEAR, so entering another VMCB is a clear of the old (DESIGN §5).
+    @inline(__always)
+    func replacedVMCB(_ gpa: GPA, vm: Int32, vcpu: UInt16) -> GPA? {
+        let key = UInt64(UInt32(bitPattern: vm)) << 16 | UInt64(vcpu)
+        guard let old = lastVMCB.updateValue(gpa, forKey: key), old != gpa else { return nil }
+        return old
     }
 
     /// The VM of a line, registered on first sight.
