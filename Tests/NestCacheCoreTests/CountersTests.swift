@@ -9,8 +9,8 @@ import Testing
         #expect(Gauges.names == ["contexts", "free", "mapped_pages", "peak_mapped_pages"])
     }
 
-    /// The fast paths (`values`, `+=` over words) are taken, and are right only because every
-    /// stored property is a field of the table, in table order.
+    /// `values` and `+=` walk a row as words, right only because every stored property is a field
+    /// of the table, in table order (they trap otherwise).
     @Test func storedLayoutIsTheTable() {
         #expect(Counters.isWordsInTableOrder)
         #expect(Gauges.isWordsInTableOrder)
