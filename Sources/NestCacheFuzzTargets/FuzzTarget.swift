@@ -1,4 +1,5 @@
 import NestCacheSystem
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,14 +36,20 @@ func fuzzCheck(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () 
 
 /// The bytes as a file that the readers can open by path (they read files, not buffers): one
 /// unlinked temporary file for the whole run, rewritten for each input and opened anew by the
-/// reader through /proc/self/fd.
+/// reader through /proc/self/fd. One input at a time: the Swift tests replay the targets'
+/// corpora in parallel, and two inputs written into the one file mixed (an ftrace reading saw
+/// native-trace lines in CI).
 func withMemoryFile<R>(_ data: UnsafeBufferPointer<UInt8>, _ body: (String) -> R) -> R {
-    let fd = scratchFile
-    precondition(ftruncate(fd, 0) == 0, "ftruncate: errno \(errno)")
-    let err = Syscall.pwriteAll(fd, UnsafeRawBufferPointer(data), offset: 0)
-    precondition(err == 0, "pwrite: errno \(err)")
-    return body("/proc/self/fd/\(fd)")
+    scratchLock.withLock { _ in
+        let fd = scratchFile
+        precondition(ftruncate(fd, 0) == 0, "ftruncate: errno \(errno)")
+        let err = Syscall.pwriteAll(fd, UnsafeRawBufferPointer(data), offset: 0)
+        precondition(err == 0, "pwrite: errno \(err)")
+        return body("/proc/self/fd/\(fd)")
+    }
 }
+
+private let scratchLock = Mutex(())
 
 private let scratchFile: Int32 = {
     var template = Array("/tmp/nestcache-fuzz-XXXXXX".utf8CString)
