@@ -62,22 +62,26 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict,
-            // Issue 10: the Swift runtime (and FoundationEssentials, which ArgumentParser imports)
-            // linked in, not loaded: 11 Swift libraries mapped and relocated at every start were
-            // 2-3 ms of a 7 ms replay of a small trace. Linux only (Darwin has no static stdlib).
-            // The static FoundationEssentials needs the three libraries after it, which only
-            // `swift build --static-swift-stdlib` would add (it rebuilds every target);
-            // lld, as gold warns about FoundationEssentials' use of mktemp.
-            // Release builds are not position-independent: the loader's 40,000 relative relocations
-            // of the Swift metadata (and the ~120 pages they dirty) were another 0.8 ms. The price:
-            // this short-lived CLI's own image is not randomized (the stack, heap and libc still
-            // are); nestcached, the long-running one, stays PIE. Debug builds stay PIE too: the
-            // sanitizer builds of `make sanitize` are debug builds, and ThreadSanitizer wants one.
+            // Issue 10: start-up is most of a short replay. A static executable: the Swift runtime,
+            // FoundationEssentials (which ArgumentParser imports) and glibc linked in, so nothing
+            // is mapped, relocated or resolved at start: 2.6 ms of CPU for a 3 KB ftrace replay,
+            // against 3.7 with the runtime static and glibc and libstdc++ loaded, and 7 ms with
+            // every library loaded. The CLI uses nothing static glibc lacks (no NSS, no dlopen,
+            // no locale). Linux only (Darwin has no static stdlib). The static FoundationEssentials
+            // needs the three libraries after it, which only `swift build --static-swift-stdlib`
+            // would add (it rebuilds every target); lld, as gold warns about FoundationEssentials'
+            // use of mktemp. Not position-independent, so this short-lived CLI's own image is not
+            // randomized (its stack, heap and mappings still are); nestcached, the long-running
+            // one, stays dynamic and PIE. Debug builds only link the Swift runtime in: the
+            // sanitizer builds of `make sanitize` are debug builds, and the sanitizers' runtimes
+            // want a dynamic, position-independent executable.
             linkerSettings: [
                 .unsafeFlags(
+                    ["-static-executable", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-use-ld=lld"],
+                    .when(platforms: [.linux], configuration: .release)),
+                .unsafeFlags(
                     ["-static-stdlib", "-l_FoundationCollections", "-l_FoundationCShims", "-lswiftSynchronization", "-use-ld=lld"],
-                    .when(platforms: [.linux])),
-                .unsafeFlags(["-Xclang-linker", "-no-pie"], .when(platforms: [.linux], configuration: .release)),
+                    .when(platforms: [.linux], configuration: .debug)),
             ]),
         .executableTarget(
             name: "nestcache-bench",
