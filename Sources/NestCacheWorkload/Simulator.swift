@@ -88,6 +88,10 @@ public struct Simulator: EventSource, Sendable {
     /// Events of a step that did not fit in the caller's batch.
     private var overflow: [Event] = []
     private var overflowStart = 0
+    /// The last step's switch (DESIGN §2): its event's index in the output (-1: none), and
+    /// whether it is a migration. What `next(split:limit:)` needs that the events do not say.
+    private var switchAt = -1
+    private var switchMigrates = false
 
     private static let vmIndex: Int32 = 0
     /// Linear layout: the first control block (4 GiB, above a typical guest's low memory).
@@ -163,16 +167,7 @@ public struct Simulator: EventSource, Sendable {
                 overflow.removeAll(keepingCapacity: true)
                 overflowStart = 0
             }
-            while n < limit, !isGenerated {
-                let before = n
-                step(into: out, at: &n)
-                emitted &+= UInt64(n - before)
-                if emitted >= maxEvents {
-                    n -= Int(emitted - maxEvents)
-                    emitted = maxEvents
-                    isGenerated = true
-                }
-            }
+            while n < limit, !isGenerated { generate(into: out, at: &n) }
         }
         if n > limit {
             // The last step made more events than there was room for: keep the rest for later.
@@ -181,6 +176,41 @@ public struct Simulator: EventSource, Sendable {
         }
         batch.removeLast(batch.count - n)
         return n > 0
+    }
+
+    /// The stream of `next(into:limit:)`, split by L1 vCPU with each event's migration flag and
+    /// the switches, as it is generated (the daemon's feeder; flags and switches are those of
+    /// `VCPUSplit.fill` with a `SwitchTracker`, which the simulator's DESIGN §2 state equals).
+    /// Whole steps: a batch ends at `limit` events or up to `maxEventsPerStep - 1` past it.
+    /// Returns false, with `split` empty, at the end of the stream. Not to be mixed with
+    /// `next(into:limit:)` calls that leave events over.
+    public mutating func next(split: inout VCPUSplit, limit: Int) -> Bool {
+        precondition(overflowStart == overflow.count, "next(split:) after next(into:) left events over")
+        split.removeAll(vcpuCount: m)
+        withUnsafeTemporaryAllocation(of: Event.self, capacity: Self.maxEventsPerStep) { out in
+            while split.count < limit, !isGenerated {
+                var n = 0
+                generate(into: out, at: &n)
+                for k in 0..<n {
+                    split.append(out[k], migration: k == switchAt && switchMigrates)
+                    if k == switchAt { split.appendSwitch(out[k]) }
+                }
+            }
+        }
+        return split.count > 0
+    }
+
+    /// One step into `out` at `n`, counted, cut to the stream's length (`events`).
+    @inline(__always)
+    private mutating func generate(into out: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
+        let before = n
+        step(into: out, at: &n)
+        emitted &+= UInt64(n - before)
+        if emitted >= maxEvents {
+            n -= Int(emitted - maxEvents)
+            emitted = maxEvents
+            isGenerated = true
+        }
     }
 
     /// The most events one step makes: clear of the outgoing, clear on the other vCPU, load,
@@ -198,6 +228,7 @@ public struct Simulator: EventSource, Sendable {
         var time = UInt64(t)
         if time < lastTimeNs { time = lastTimeNs }  // rounding must not reorder
         lastTimeNs = time
+        switchAt = -1
 
         var g = Int(running[v])
         if g < 0 {
@@ -253,8 +284,11 @@ public struct Simulator: EventSource, Sendable {
         current[v] = Int32(g)
         switches &+= 1
         let last = lastSwitchedOn[g]
-        if last >= 0, last != Int32(v) { migrations &+= 1 }
+        switchMigrates = last >= 0 && last != Int32(v)
+        if switchMigrates { migrations &+= 1 }
         lastSwitchedOn[g] = Int32(v)
+        // VMX switches with the load just made; SVM with the enter that follows (VMRUN).
+        switchAt = isVMX ? n - 1 : n
     }
 
     // MARK: - Schedulers
