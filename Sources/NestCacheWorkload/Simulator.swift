@@ -88,10 +88,6 @@ public struct Simulator: EventSource, Sendable {
     /// Events of a step that did not fit in the caller's batch.
     private var overflow: [Event] = []
     private var overflowStart = 0
-    /// The last step's switch (DESIGN §2): its event's index in the output (-1: none), and
-    /// whether it is a migration. What `next(split:limit:)` needs that the events do not say.
-    private var switchAt = -1
-    private var switchMigrates = false
 
     private static let vmIndex: Int32 = 0
     /// Linear layout: the first control block (4 GiB, above a typical guest's low memory).
@@ -167,7 +163,9 @@ public struct Simulator: EventSource, Sendable {
                 overflow.removeAll(keepingCapacity: true)
                 overflowStart = 0
             }
-            while n < limit, !isGenerated { generate(into: out, at: &n) }
+            var sink = BatchSink(out: out, count: n)
+            while sink.count < limit, !isGenerated { step(into: &sink) }
+            n = sink.count
         }
         if n > limit {
             // The last step made more events than there was room for: keep the rest for later.
@@ -187,30 +185,8 @@ public struct Simulator: EventSource, Sendable {
     public mutating func next(split: inout VCPUSplit, limit: Int) -> Bool {
         precondition(overflowStart == overflow.count, "next(split:) after next(into:) left events over")
         split.removeAll(vcpuCount: m)
-        withUnsafeTemporaryAllocation(of: Event.self, capacity: Self.maxEventsPerStep) { out in
-            while split.count < limit, !isGenerated {
-                var n = 0
-                generate(into: out, at: &n)
-                for k in 0..<n {
-                    split.append(out[k], migration: k == switchAt && switchMigrates)
-                    if k == switchAt { split.appendSwitch(out[k]) }
-                }
-            }
-        }
+        while split.count < limit, !isGenerated { step(into: &split) }
         return split.count > 0
-    }
-
-    /// One step into `out` at `n`, counted, cut to the stream's length (`events`).
-    @inline(__always)
-    private mutating func generate(into out: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
-        let before = n
-        step(into: out, at: &n)
-        emitted &+= UInt64(n - before)
-        if emitted >= maxEvents {
-            n -= Int(emitted - maxEvents)
-            emitted = maxEvents
-            isGenerated = true
-        }
     }
 
     /// The most events one step makes: clear of the outgoing, clear on the other vCPU, load,
@@ -219,29 +195,43 @@ public struct Simulator: EventSource, Sendable {
 
     // MARK: - One step of one L1 vCPU
 
+    /// Hands `e` to `sink` unless the stream has reached its length (`events`): the last step may
+    /// be cut. `isSwitch`: a switch (DESIGN §2), a migration if `migrates`.
+    @inline(__always)
+    private mutating func emit(_ e: Event, isSwitch: Bool = false, migrates: Bool = false, into sink: inout some EventSink & ~Copyable) {
+        guard emitted < maxEvents else { return }
+        emitted &+= 1
+        sink.take(e, isSwitch: isSwitch, migrates: migrates)
+    }
+
     /// The next L1 vCPU's step (see the type's comment), then the round's bookkeeping.
     @inline(__always)
-    private mutating func step(into batch: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
+    private mutating func step(into sink: inout some EventSink & ~Copyable) {
         let v = nextVCPU
         var t = roundBaseNs + offsetNs[v]
         t = t < 0x1.0p63 ? t : 0x1.0p63
         var time = UInt64(t)
         if time < lastTimeNs { time = lastTimeNs }  // rounding must not reorder
         lastTimeNs = time
-        switchAt = -1
 
         var g = Int(running[v])
+        // SVM: the enter below is the switch (VMRUN of the new VMCB).
+        var isSwitch = false
+        var migrates = false
         if g < 0 {
             g = pick(on: v)
             if g >= 0 {
-                if Int(current[v]) != g { switchTo(g, on: v, time: time, into: batch, at: &n) }
+                if Int(current[v]) != g {
+                    migrates = switchTo(g, on: v, time: time, into: &sink)
+                    isSwitch = !isVMX
+                }
                 running[v] = Int32(g)
                 runningOn[g] = Int32(v)
             }
         }
         if g >= 0 {
-            batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(v), op: .enter, gpa: gpas[g])
-            n += 1
+            emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(v), op: .enter, gpa: gpas[g]),
+                 isSwitch: isSwitch, migrates: isSwitch && migrates, into: &sink)
             if rng.happens(endRun) {
                 running[v] = -1
                 runningOn[g] = -1
@@ -255,40 +245,39 @@ public struct Simulator: EventSource, Sendable {
             roundBaseNs = Double(round) * roundNs
             if round >= maxRounds { isGenerated = true }
         }
+        if emitted == maxEvents { isGenerated = true }
     }
 
     /// Makes `g` current on `v`: the events before its first entry, and the DESIGN §2 state.
+    /// Returns whether the switch is a migration.
     @inline(__always)
-    private mutating func switchTo(_ g: Int, on v: Int, time: UInt64, into batch: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
+    private mutating func switchTo(_ g: Int, on v: Int, time: UInt64, into sink: inout some EventSink & ~Copyable) -> Bool {
         let vcpu = UInt16(v)
+        let last = lastSwitchedOn[g]
+        let migrates = last >= 0 && last != Int32(v)
         if isVMX {
             if vmclearOnSwitch, current[v] >= 0 {
                 let old = Int(current[v])
-                batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .clear, gpa: gpas[old])
-                n += 1
+                emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .clear, gpa: gpas[old]), into: &sink)
                 current[v] = -1
                 if activeOn[old] == Int32(v) { activeOn[old] = -1 }
             }
             let a = Int(activeOn[g])
             if vmclearOnMigrate, a >= 0, a != v {
                 // L1 KVM's loaded_vmcs_clear: VMCLEAR on the CPU where the VMCS is active.
-                batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(a), op: .clear, gpa: gpas[g])
-                n += 1
+                emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(a), op: .clear, gpa: gpas[g]), into: &sink)
                 if current[a] == Int32(g) { current[a] = -1 }
                 activeOn[g] = -1
             }
-            batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .load, gpa: gpas[g])
-            n += 1
+            emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .load, gpa: gpas[g]),
+                 isSwitch: true, migrates: migrates, into: &sink)
             activeOn[g] = Int32(v)
         }
         current[v] = Int32(g)
         switches &+= 1
-        let last = lastSwitchedOn[g]
-        switchMigrates = last >= 0 && last != Int32(v)
-        if switchMigrates { migrations &+= 1 }
+        if migrates { migrations &+= 1 }
         lastSwitchedOn[g] = Int32(v)
-        // VMX switches with the load just made; SVM with the enter that follows (VMRUN).
-        switchAt = isVMX ? n - 1 : n
+        return migrates
     }
 
     // MARK: - Schedulers
@@ -406,5 +395,32 @@ public struct Simulator: EventSource, Sendable {
                 GPA(gpaBase + ((a &* UInt64(i) &+ b) & mask) << 12)
             }
         }
+    }
+}
+
+/// Where the simulator's steps put their events: the caller's batch, or a split by vCPU.
+protocol EventSink: ~Copyable {
+    /// Takes the next event of the stream; `isSwitch`: a switch (DESIGN §2), a migration if
+    /// `migrates`.
+    mutating func take(_ e: Event, isSwitch: Bool, migrates: Bool)
+}
+
+/// `next(into:limit:)`'s batch, written in place: room for `limit` plus a step.
+struct BatchSink: EventSink {
+    let out: UnsafeMutableBufferPointer<Event>
+    var count: Int
+
+    @inline(__always)
+    mutating func take(_ e: Event, isSwitch: Bool, migrates: Bool) {
+        out[count] = e
+        count += 1
+    }
+}
+
+extension VCPUSplit: EventSink {
+    @inline(__always)
+    mutating func take(_ e: Event, isSwitch: Bool, migrates: Bool) {
+        append(e, migration: migrates)
+        if isSwitch { appendSwitch(e) }
     }
 }

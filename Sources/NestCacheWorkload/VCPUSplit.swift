@@ -56,7 +56,7 @@ public struct VCPUSplit: ~Copyable {
     /// Appends `e` to its vCPU's events (below `removeAll`'s `vcpuCount`), as VM index 0, with
     /// its migration flag.
     @inline(__always)
-    public mutating func append(_ e: Event, migration: Bool) {
+    mutating func append(_ e: Event, migration: Bool) {
         let v = Int(e.vcpu)
         var lane = lanes[v]
         if lane.count == lane.capacity {
@@ -76,7 +76,7 @@ public struct VCPUSplit: ~Copyable {
 
     /// Records `e`, appended last, as a switch.
     @inline(__always)
-    public mutating func appendSwitch(_ e: Event) {
+    mutating func appendSwitch(_ e: Event) {
         switches.append(SwitchWindow.Switch(gpa: e.gpa, vcpu: e.vcpu))
     }
 
