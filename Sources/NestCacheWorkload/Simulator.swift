@@ -61,28 +61,33 @@ public struct Simulator: EventSource, Sendable {
     private let maxEvents: UInt64
     private let maxRounds: UInt64
 
+    /// The per-vCPU state below, written through pointers: no uniqueness or bounds check per
+    /// write (vCPU indices are below `m` and `n` by construction); copied if shared when a batch
+    /// starts (`makeStateUnique`).
+    private var state: State
+
     // Per L1 vCPU.
     /// L2 vCPU whose control block is current (DESIGN §2), or -1.
-    private var current: [Int32]
+    private var current: UnsafeMutablePointer<Int32> { state.current }
     /// L2 vCPU running (in a run of entries), or -1.
-    private var running: [Int32]
+    private var running: UnsafeMutablePointer<Int32> { state.running }
     /// pinned: the rank among this vCPU's residents to try next.
-    private var residentCursor: [Int32]
+    private var residentCursor: UnsafeMutablePointer<Int32> { state.residentCursor }
+    /// Each step's time in the current round, made once a round (`startRound`).
+    private var roundTimes: UnsafeMutablePointer<UInt64> { state.roundTimes }
 
     // Per L2 vCPU.
     /// L1 vCPU it runs on, or -1.
-    private var runningOn: [Int32]
+    private var runningOn: UnsafeMutablePointer<Int32> { state.runningOn }
     /// VMX: the L1 vCPU where its VMCS was last loaded and not cleared since, or -1.
-    private var activeOn: [Int32]
+    private var activeOn: UnsafeMutablePointer<Int32> { state.activeOn }
     /// The L1 vCPU that last switched to it, or -1 (a switch from elsewhere is a migration).
-    private var lastSwitchedOn: [Int32]
+    private var lastSwitchedOn: UnsafeMutablePointer<Int32> { state.lastSwitchedOn }
 
     /// round-robin: the next L2 vCPU in the global order.
     private var globalCursor = 0
     private var round: UInt64 = 0
     private var nextVCPU = 0
-    private var roundBaseNs = 0.0
-    private var lastTimeNs: UInt64 = 0
     private var emitted: UInt64 = 0
     private var isGenerated = false
     /// Events of a step that did not fit in the caller's batch.
@@ -120,12 +125,8 @@ public struct Simulator: EventSource, Sendable {
         }
         isGenerated = maxEvents == 0 || maxRounds == 0
 
-        current = Array(repeating: -1, count: m)
-        running = Array(repeating: -1, count: m)
-        residentCursor = Array(repeating: 0, count: m)
-        runningOn = Array(repeating: -1, count: n)
-        activeOn = Array(repeating: -1, count: n)
-        lastSwitchedOn = Array(repeating: -1, count: n)
+        state = State(m: m, n: n)
+        startRound()
 
         let index = registry.intern(spec.vm)
         registry.update(index, spec.vmInfo)
@@ -152,6 +153,7 @@ public struct Simulator: EventSource, Sendable {
             batch.reserveCapacity(room)
             batch.append(contentsOf: repeatElement(Event(timeNs: 0, vm: 0, vcpu: 0, op: .load, gpa: .none), count: room - batch.count))
         }
+        makeStateUnique()
         var n = 0
         batch.withUnsafeMutableBufferPointer { out in
             while overflowStart < overflow.count, n < limit {
@@ -185,6 +187,7 @@ public struct Simulator: EventSource, Sendable {
     public mutating func next(split: inout VCPUSplit, limit: Int) -> Bool {
         precondition(overflowStart == overflow.count, "next(split:) after next(into:) left events over")
         split.removeAll(vcpuCount: m)
+        makeStateUnique()
         while split.count < limit, !isGenerated { step(into: &split) }
         return split.count > 0
     }
@@ -208,11 +211,7 @@ public struct Simulator: EventSource, Sendable {
     @inline(__always)
     private mutating func step(into sink: inout some EventSink & ~Copyable) {
         let v = nextVCPU
-        var t = roundBaseNs + offsetNs[v]
-        t = t < 0x1.0p63 ? t : 0x1.0p63
-        var time = UInt64(t)
-        if time < lastTimeNs { time = lastTimeNs }  // rounding must not reorder
-        lastTimeNs = time
+        let time = roundTimes[v]
 
         var g = Int(running[v])
         // SVM: the enter below is the switch (VMRUN of the new VMCB).
@@ -242,10 +241,29 @@ public struct Simulator: EventSource, Sendable {
         if nextVCPU == m {
             nextVCPU = 0
             round += 1
-            roundBaseNs = Double(round) * roundNs
+            startRound()
             if round >= maxRounds { isGenerated = true }
         }
         if emitted == maxEvents { isGenerated = true }
+    }
+
+    /// Works out the times of `round`'s steps, in one loop (a conversion per step on the way
+    /// of each step cost a third of it).
+    private mutating func startRound() {
+        let base = Double(round) * roundNs
+        // Rounding must not reorder: never before the step before (the last round's last one).
+        var last = round == 0 ? 0 : roundTimes[m - 1]
+        for v in 0..<m {
+            var t = base + offsetNs[v]
+            t = t < 0x1.0p63 ? t : 0x1.0p63
+            last = max(UInt64(t), last)
+            roundTimes[v] = last
+        }
+    }
+
+    /// Gives this simulator its own `state` if a copy of it shares it (once per batch).
+    private mutating func makeStateUnique() {
+        if !isKnownUniquelyReferenced(&state) { state = state.copy() }
     }
 
     /// Makes `g` current on `v`: the events before its first entry, and the DESIGN §2 state.
@@ -422,5 +440,50 @@ extension VCPUSplit: EventSink {
     mutating func take(_ e: Event, isSwitch: Bool, migrates: Bool) {
         append(e, migration: migrates)
         if isSwitch { appendSwitch(e) }
+    }
+}
+
+extension Simulator {
+    /// The per-vCPU arrays of a simulator, in one allocation (see `Simulator.state`).
+    final class State: @unchecked Sendable {
+        let m: Int
+        let n: Int
+        private let words: UnsafeMutableRawPointer
+        let current: UnsafeMutablePointer<Int32>
+        let running: UnsafeMutablePointer<Int32>
+        let residentCursor: UnsafeMutablePointer<Int32>
+        let runningOn: UnsafeMutablePointer<Int32>
+        let activeOn: UnsafeMutablePointer<Int32>
+        let lastSwitchedOn: UnsafeMutablePointer<Int32>
+        let roundTimes: UnsafeMutablePointer<UInt64>
+
+        /// `roundTimes` first (8-byte aligned), then 3 `m` and 3 `n` Int32 arrays.
+        private var byteCount: Int { 8 * m + 4 * (3 * m + 3 * n) }
+
+        /// L1 vCPUs idle with no current control block, L2 vCPUs nowhere.
+        init(m: Int, n: Int) {
+            self.m = m
+            self.n = n
+            words = .allocate(byteCount: 8 * m + 4 * (3 * m + 3 * n), alignment: 8)
+            roundTimes = words.bindMemory(to: UInt64.self, capacity: m)
+            roundTimes.initialize(repeating: 0, count: m)
+            let int32s = (words + 8 * m).bindMemory(to: Int32.self, capacity: 3 * m + 3 * n)
+            int32s.initialize(repeating: -1, count: 3 * m + 3 * n)
+            current = int32s
+            running = int32s + m
+            residentCursor = int32s + 2 * m
+            runningOn = int32s + 3 * m
+            activeOn = int32s + 3 * m + n
+            lastSwitchedOn = int32s + 3 * m + 2 * n
+            residentCursor.update(repeating: 0, count: m)
+        }
+
+        func copy() -> State {
+            let c = State(m: m, n: n)
+            c.words.copyMemory(from: words, byteCount: byteCount)
+            return c
+        }
+
+        deinit { words.deallocate() }
     }
 }

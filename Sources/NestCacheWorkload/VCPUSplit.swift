@@ -80,10 +80,11 @@ public struct VCPUSplit: ~Copyable {
         switches.append(SwitchWindow.Switch(gpa: e.gpa, vcpu: e.vcpu))
     }
 
-    /// Doubles vCPU `v`'s room (at least 256 events), keeping its events.
+    /// Doubles vCPU `v`'s room (at least 16 events: a paced VM's batches are small), keeping
+    /// its events.
     private mutating func grow(_ v: Int) {
         let old = lanes[v]
-        let capacity = max(256, 2 * old.capacity)
+        let capacity = max(16, 2 * old.capacity)
         let events = UnsafeMutablePointer<Event>.allocate(capacity: capacity)
         let flags = UnsafeMutablePointer<Bool>.allocate(capacity: capacity)
         if let e = old.events, let f = old.flags {
