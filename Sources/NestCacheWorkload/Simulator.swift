@@ -186,7 +186,7 @@ public struct Simulator: EventSource, Sendable {
     /// `next(into:limit:)` calls that leave events over.
     public mutating func next(split: inout VCPUSplit, limit: Int) -> Bool {
         precondition(overflowStart == overflow.count, "next(split:) after next(into:) left events over")
-        split.removeAll(vcpuCount: m)
+        split.removeAll(vcpuCount: m, batch: limit)
         makeStateUnique()
         while split.count < limit, !isGenerated { step(into: &split) }
         return split.count > 0

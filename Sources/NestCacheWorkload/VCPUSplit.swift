@@ -7,21 +7,31 @@ import NestCacheCore
 ///
 /// Filled either from a stream with the VM's `SwitchTracker` (`fill`, any source) or by the
 /// simulator as it generates (`Simulator.next(split:limit:)`: it knows each event's vCPU and
-/// which switches migrate, so the feeder makes no second pass). The storage stays from batch to
-/// batch: no allocation per batch once each vCPU's part has grown.
+/// which switches migrate, so the feeder makes no second pass).
 ///
-/// Noncopyable: it owns its buffers.
+/// Each vCPU's events are a segment of one buffer, so the split holds about a batch, as one
+/// stream of the batch would: `fill` counts first and lays the segments out exactly; the
+/// simulator's split reuses the last batch's layout with some room per vCPU, and a vCPU that
+/// outgrows its segment moves to the free end of the buffer. The buffer stays from batch to
+/// batch: no allocation per batch once grown.
+///
+///     buffer:  [ vCPU 0's events | room ][ vCPU 1's | room ] ... [ moved vCPU ] free
+///
+/// Noncopyable: it owns its buffer.
 public struct VCPUSplit: ~Copyable {
-    /// One vCPU's events and flags of the batch.
+    /// One vCPU's segment of the buffer.
     struct Lane {
-        var events: UnsafeMutablePointer<Event>?
-        var flags: UnsafeMutablePointer<Bool>?
+        var start = 0
         var count = 0
         var capacity = 0
     }
 
     /// By vCPU index; `count` 0 for a vCPU not in the batch.
     private var lanes = UnsafeMutableBufferPointer<Lane>(start: nil, count: 0)
+    private var events = UnsafeMutableBufferPointer<Event>(start: nil, count: 0)
+    private var flags = UnsafeMutableBufferPointer<Bool>(start: nil, count: 0)
+    /// The buffer's first position past every segment.
+    private var used = 0
     /// The vCPUs of the batch, in order of first appearance.
     public private(set) var vcpus: [Int] = []
     /// The batch's switches, in stream order.
@@ -32,25 +42,57 @@ public struct VCPUSplit: ~Copyable {
     public init() {}
 
     deinit {
-        for lane in lanes {
-            lane.events?.deallocate()
-            lane.flags?.deallocate()
-        }
         lanes.deallocate()
+        events.deallocate()
+        flags.deallocate()
     }
 
-    /// Empties the split, ready for events of vCPUs below `vcpuCount`.
-    public mutating func removeAll(vcpuCount: Int) {
-        for v in vcpus { lanes[v].count = 0 }
+    /// Empties the split for events of vCPUs below `vcpuCount`, each vCPU's segment laid out
+    /// with room for `capacity(its count in the last batch)` events.
+    mutating func removeAll(vcpuCount: Int, capacity: (_ lastCount: Int) -> Int) {
         vcpus.removeAll(keepingCapacity: true)
         switches.removeAll(keepingCapacity: true)
         count = 0
-        guard vcpuCount > lanes.count else { return }
-        let grown = UnsafeMutableBufferPointer<Lane>.allocate(capacity: vcpuCount)
-        _ = grown.moveInitialize(fromContentsOf: lanes)
-        grown[lanes.count...].initialize(repeating: Lane())
-        lanes.deallocate()
-        lanes = grown
+        if vcpuCount > lanes.count {
+            let grown = UnsafeMutableBufferPointer<Lane>.allocate(capacity: vcpuCount)
+            _ = grown.moveInitialize(fromContentsOf: lanes)
+            grown[lanes.count...].initialize(repeating: Lane())
+            lanes.deallocate()
+            lanes = grown
+        }
+        var total = 0
+        for v in lanes.indices {
+            let c = capacity(lanes[v].count)
+            lanes[v] = Lane(start: total, count: 0, capacity: c)
+            total += c
+        }
+        used = 0
+        reserve(total)
+        used = total
+    }
+
+    /// Empties the split for a simulated batch of about `batch` events of vCPUs below
+    /// `vcpuCount`: each vCPU's segment has room for an eighth more than its events of the last
+    /// batch, and at least for its share of `batch`.
+    mutating func removeAll(vcpuCount: Int, batch: Int) {
+        let share = batch / max(vcpuCount, 1)
+        removeAll(vcpuCount: vcpuCount) { last in max(last + last / 8, share) + 4 }
+    }
+
+    /// Room for `n` events in the buffer, keeping those before `used`.
+    private mutating func reserve(_ n: Int) {
+        guard n > events.count else { return }
+        let capacity = max(n, events.count + events.count / 4)
+        let e = UnsafeMutableBufferPointer<Event>.allocate(capacity: capacity)
+        let f = UnsafeMutableBufferPointer<Bool>.allocate(capacity: capacity)
+        if let old = events.baseAddress, let oldFlags = flags.baseAddress, used > 0 {
+            e.baseAddress.unsafelyUnwrapped.moveInitialize(from: old, count: used)
+            f.baseAddress.unsafelyUnwrapped.moveInitialize(from: oldFlags, count: used)
+        }
+        events.deallocate()
+        flags.deallocate()
+        events = e
+        flags = f
     }
 
     /// Appends `e` to its vCPU's events (below `removeAll`'s `vcpuCount`), as VM index 0, with
@@ -59,17 +101,15 @@ public struct VCPUSplit: ~Copyable {
     mutating func append(_ e: Event, migration: Bool) {
         let v = Int(e.vcpu)
         var lane = lanes[v]
+        if lane.count == 0 { vcpus.append(v) }
         if lane.count == lane.capacity {
-            if lane.count == 0 { vcpus.append(v) }
-            grow(v)
+            move(v)
             lane = lanes[v]
-        } else if lane.count == 0 {
-            vcpus.append(v)
         }
         var copy = e
         copy.vm = 0
-        lane.events.unsafelyUnwrapped[lane.count] = copy
-        lane.flags.unsafelyUnwrapped[lane.count] = migration
+        events[lane.start + lane.count] = copy
+        flags[lane.start + lane.count] = migration
         lanes[v].count = lane.count + 1
         count += 1
     }
@@ -80,20 +120,17 @@ public struct VCPUSplit: ~Copyable {
         switches.append(SwitchWindow.Switch(gpa: e.gpa, vcpu: e.vcpu))
     }
 
-    /// Doubles vCPU `v`'s room (at least 16 events: a paced VM's batches are small), keeping
-    /// its events.
-    private mutating func grow(_ v: Int) {
+    /// Moves vCPU `v`'s full segment to the free end of the buffer, with twice the room.
+    private mutating func move(_ v: Int) {
         let old = lanes[v]
         let capacity = max(16, 2 * old.capacity)
-        let events = UnsafeMutablePointer<Event>.allocate(capacity: capacity)
-        let flags = UnsafeMutablePointer<Bool>.allocate(capacity: capacity)
-        if let e = old.events, let f = old.flags {
-            events.moveInitialize(from: e, count: old.count)
-            flags.moveInitialize(from: f, count: old.count)
-            e.deallocate()
-            f.deallocate()
-        }
-        lanes[v] = Lane(events: events, flags: flags, count: old.count, capacity: capacity)
+        reserve(used + capacity)
+        let base = events.baseAddress.unsafelyUnwrapped
+        let flagBase = flags.baseAddress.unsafelyUnwrapped
+        (base + used).moveInitialize(from: base + old.start, count: old.count)
+        (flagBase + used).moveInitialize(from: flagBase + old.start, count: old.count)
+        lanes[v] = Lane(start: used, count: old.count, capacity: capacity)
+        used += capacity
     }
 
     /// Replaces the contents with `events`, one VM's in stream order (their `vm` is ignored),
@@ -102,7 +139,10 @@ public struct VCPUSplit: ~Copyable {
     public mutating func fill(_ events: UnsafeBufferPointer<Event>, tracker: inout SwitchTracker) {
         var top = -1
         for e in events where Int(e.vcpu) > top { top = Int(e.vcpu) }
-        removeAll(vcpuCount: top + 1)
+        // Each vCPU's count, for an exact layout (the lanes' `count` as scratch).
+        removeAll(vcpuCount: top + 1) { _ in 0 }
+        for e in events { lanes[Int(e.vcpu)].count += 1 }
+        removeAll(vcpuCount: top + 1) { $0 }
         var switchIndices: [Int32] = []
         withUnsafeTemporaryAllocation(of: Bool.self, capacity: events.count) { flags in
             tracker.advance(over: events, migrations: flags, switches: &switchIndices)
@@ -115,7 +155,7 @@ public struct VCPUSplit: ~Copyable {
     /// migration flags.
     public func withRun<R>(_ v: Int, _ body: (UnsafeBufferPointer<Event>, UnsafeBufferPointer<Bool>) -> R) -> R {
         let lane = v < lanes.count ? lanes[v] : Lane()
-        return body(UnsafeBufferPointer(start: lane.events, count: lane.count),
-                    UnsafeBufferPointer(start: lane.flags, count: lane.count))
+        return body(UnsafeBufferPointer(rebasing: events[lane.start..<lane.start + lane.count]),
+                    UnsafeBufferPointer(rebasing: flags[lane.start..<lane.start + lane.count]))
     }
 }
