@@ -12,9 +12,8 @@ import Synchronization
 /// flag worked out in stream order (`VCPUBatch`; a simulator at speed max splits as it
 /// generates), hands each vCPU one closure that applies its own events on its queue, in parallel
 /// with the others, and pumps again when all are done; at speed max it reads and splits the
-/// next batch meanwhile. Strict ordering
-/// applies runs of consecutive same-vCPU events one after another, in trace order, so the
-/// counters equal `nestcache replay`'s. Every mutable field below is touched only on `feeder`.
+/// next batch meanwhile. Strict ordering applies runs of consecutive same-vCPU events one after
+/// another, in trace order, so the counters equal `nestcache replay`'s. Every mutable field below is touched only on `feeder`.
 public final class WorkloadRunner: @unchecked Sendable {
     public let kind: WorkloadKind
     let directory: VMDirectory
@@ -381,8 +380,8 @@ public final class WorkloadRunner: @unchecked Sendable {
         for vm in touched.values { vm.publish() }
     }
 
-    /// Concurrent ordering: the next batch split by VM and by vCPU, nil as `nextRange`. The
-    /// simulator splits its own; another source's events are split here (`prepare`).
+    /// Concurrent ordering: the next batch split by VM and by vCPU; nil when `nextRange` gives
+    /// none. The simulator splits its own; another source's events are split here (`prepare`).
     private func nextSplits() throws(TraceError) -> [(vm: VMRuntime, batch: VCPUBatch)]? {
         guard var sim = simulator else { return try nextRange().map(prepare) }
         // The only holder while it writes (see `nextRange`).
