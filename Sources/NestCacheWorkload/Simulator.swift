@@ -247,8 +247,8 @@ public struct Simulator: EventSource, Sendable {
         if emitted == maxEvents { isGenerated = true }
     }
 
-    /// Works out the times of `round`'s steps, in one loop (a conversion per step on the way
-    /// of each step cost a third of it).
+    /// Works out the times of `round`'s steps in one loop, so that a step only reads its own (the
+    /// double-to-integer conversion and clamp had a third of a step's samples).
     private mutating func startRound() {
         let base = Double(round) * roundNs
         // Rounding must not reorder: never before the step before (the last round's last one).
