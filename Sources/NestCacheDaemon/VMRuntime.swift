@@ -368,7 +368,7 @@ public final class VMRuntime: Sendable {
     /// one lock per batch, O(switches) (concurrent ordering).
     func recordSwitches(of batch: VCPUBatch) {
         switchWindow?.withLock { w in
-            w.record(switches: batch.switches, events: batch.count, vcpus: batch.runs.lazy.map(\.vcpu))
+            w.record(switches: batch.split.switches, events: batch.split.count, vcpus: batch.split.vcpus)
         }
     }
 

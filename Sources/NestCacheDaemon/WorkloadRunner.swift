@@ -8,12 +8,12 @@ import Synchronization
 ///
 /// Event-driven, so a thousand workloads need no thousand threads: `pump()` runs on the
 /// runner's own serial `feeder` queue and takes the events that are due (all of a batch at speed
-/// `max`). Concurrent ordering splits them by VM and works out, once, in stream order, each
-/// vCPU's chain of events and each event's migration flag (`VCPUBatch`), hands each vCPU one
-/// closure that applies its own events on its queue, in parallel with the others, and pumps again
-/// when all are done; at speed max it reads and splits the next batch meanwhile. Strict ordering
-/// applies runs of consecutive same-vCPU events one after another, in trace order, so the
-/// counters equal `nestcache replay`'s. Every mutable field below is touched only on `feeder`.
+/// `max`). Concurrent ordering splits them by VM and by vCPU once, with each event's migration
+/// flag worked out in stream order (`VCPUBatch`; a simulator at speed max splits as it
+/// generates), hands each vCPU one closure that applies its own events on its queue, in parallel
+/// with the others, and pumps again when all are done; at speed max it reads and splits the
+/// next batch meanwhile. Strict ordering applies runs of consecutive same-vCPU events one after
+/// another, in trace order, so the counters equal `nestcache replay`'s. Every mutable field below is touched only on `feeder`.
 public final class WorkloadRunner: @unchecked Sendable {
     public let kind: WorkloadKind
     let directory: VMDirectory
@@ -24,6 +24,9 @@ public final class WorkloadRunner: @unchecked Sendable {
     let feeder: DispatchQueue
 
     private var source: (any EventSource)?
+    /// Instead of `source`, a simulated VM's stream at speed max in concurrent ordering: it splits
+    /// its batches by vCPU itself (`nextSplits`).
+    private var simulator: Simulator?
     /// VMs of this workload by id, and the source's registry index -> VM.
     private var vmsByID: [String: VMRuntime] = [:]
     private var byIndex: [VMRuntime?] = []
@@ -52,7 +55,8 @@ public final class WorkloadRunner: @unchecked Sendable {
     static let spareLimit = 4
     /// Per VM: its `SwitchTracker`, which says in stream order which events are migrations, so
     /// every policy, the per-VM table included, counts the trace's migrations in concurrent
-    /// ordering too (the vCPU lanes see one vCPU each). By VM id (kept across loops); `trackerOf`
+    /// ordering too (the vCPU lanes see one vCPU each). Not used for `simulator`'s VM, whose
+    /// flags come with its split. By VM id (kept across loops); `trackerOf`
     /// maps a source VM index to it (-1: a VM this runner does not feed).
     private var trackerByID: [String: Int] = [:]
     private var trackers: [SwitchTracker] = []
@@ -124,8 +128,10 @@ public final class WorkloadRunner: @unchecked Sendable {
             do throws(TraceError) {
                 var s = try kind.makeSource()
                 live = s as? LiveTrace
-                let more = try s.next(into: &pending, limit: batchSize)
-                source = s
+                // Its VM is in its registry from the start: nothing to read here.
+                let sim = kind.ordering == .concurrent && kind.speed.scale == nil ? s as? Simulator : nil
+                let more = try s.next(into: &pending, limit: sim == nil ? batchSize : 0)
+                if sim != nil { simulator = sim } else { source = s }
                 next = 0
                 try adoptNewVMs()
                 wallStart = DispatchTime.now().uptimeNanoseconds
@@ -189,8 +195,8 @@ public final class WorkloadRunner: @unchecked Sendable {
                     // At speed max in concurrent ordering, the next batch is read and split
                     // while the vCPU queues apply this one: the feeder's work overlaps theirs.
                     guard prepared == nil, endOfSource == nil, kind.ordering == .concurrent, kind.speed.scale == nil,
-                          let range = try nextRange() else { return }
-                    prepared = prepare(range)
+                          let splits = try nextSplits() else { return }
+                    prepared = splits
                     return
                 }
                 if let p = prepared {
@@ -202,16 +208,20 @@ public final class WorkloadRunner: @unchecked Sendable {
                     if let error = end { fail(error) } else { finish() }
                     return
                 }
-                guard let range = try nextRange() else {
-                    if endOfSource != nil { continue }
-                    return
-                }
                 if kind.ordering == .strict {
+                    guard let range = try nextRange() else {
+                        if endOfSource != nil { continue }
+                        return
+                    }
                     dispatchStrict(range)
                     feeder.async { [self] in pump() }
                     return
                 }
-                submit(prepare(range))
+                guard let splits = try nextSplits() else {
+                    if endOfSource != nil { continue }
+                    return
+                }
+                submit(splits)
             }
         } catch {
             // After the batch in flight, if any, so the last snapshot published is exact.
@@ -370,26 +380,36 @@ public final class WorkloadRunner: @unchecked Sendable {
         for vm in touched.values { vm.publish() }
     }
 
-    /// Concurrent ordering: works out each VM's part of `range` once (`VCPUBatch.fill`: each
-    /// vCPU's chain of events, the migration flags and switches in stream order), on this
-    /// feeder. `submit` then hands it to the vCPU queues.
+    /// Concurrent ordering: the next batch split by VM and by vCPU; nil when `nextRange` gives
+    /// none. The simulator splits its own; another source's events are split here (`prepare`).
+    private func nextSplits() throws(TraceError) -> [(vm: VMRuntime, batch: VCPUBatch)]? {
+        guard var sim = simulator else { return try nextRange().map(prepare) }
+        // The only holder while it writes (see `nextRange`).
+        simulator = nil
+        let batch = spareBatches.popLast() ?? VCPUBatch()
+        let more = sim.next(split: &batch.split, limit: batchSize)
+        simulator = sim
+        guard more else {
+            endOfSource = .some(nil)
+            recycle(batch)
+            return nil
+        }
+        guard let vm = byIndex.first ?? nil else {
+            recycle(batch)
+            return []
+        }
+        return [(vm, batch)]
+    }
+
+    /// Works out each VM's part of `range` once (`VCPUSplit.fill`: each vCPU's events, the
+    /// migration flags and switches in stream order), on this feeder. `submit` then hands it to
+    /// the vCPU queues.
     private func prepare(_ range: Range<Int>) -> [(vm: VMRuntime, batch: VCPUBatch)] {
         var splits: [(vm: VMRuntime, batch: VCPUBatch)] = []
         let first = pending[range.lowerBound].vm
         if pending.withUnsafeBufferPointer({ p in range.allSatisfy { p[$0].vm == first } }) {
-            // The common case, one VM: at speed max the whole batch, whose storage the split
-            // batch takes over (the source reads the next one into the split batch's old one).
-            let batch = spareBatches.popLast() ?? VCPUBatch()
-            if range == pending.indices {
-                swap(&batch.stream, &pending)
-                // Consumed, not emptied: the source replaces the contents in place, and an empty
-                // array would make the simulator grow it with placeholders first (2% of the feeder).
-                next = pending.count
-            } else {
-                batch.stream.removeAll(keepingCapacity: true)
-                batch.stream.append(contentsOf: pending[range])
-            }
-            split(batch, vm: Int(first), into: &splits)
+            // The common case, one VM: split straight from the source's batch.
+            pending.withUnsafeBufferPointer { split(UnsafeBufferPointer(rebasing: $0[range]), vm: Int(first), into: &splits) }
         } else {
             // Several VMs (a replayed trace): their events in stream order, one batch each.
             var order: [Int] = []
@@ -400,28 +420,26 @@ public final class WorkloadRunner: @unchecked Sendable {
                 byVM[v, default: []].append(e)
             }
             for v in order {
-                let batch = spareBatches.popLast() ?? VCPUBatch()
-                batch.stream = byVM[v] ?? []
-                split(batch, vm: v, into: &splits)
+                (byVM[v] ?? []).withUnsafeBufferPointer { split($0, vm: v, into: &splits) }
             }
         }
         return splits
     }
 
     /// Records each VM's switches in its window and queues one closure per vCPU in the batch's
-    /// group, without waiting; each closure copies its own events out of its chain
-    /// (`VCPUBatch.withRun`). When the group is done, each VM touched publishes, the batches go
+    /// group, without waiting; each closure applies its vCPU's events where they are
+    /// (`VCPUSplit.withRun`). When the group is done, each VM touched publishes, the batches go
     /// back for reuse, and the feeder pumps again.
     private func submit(_ splits: [(vm: VMRuntime, batch: VCPUBatch)]) {
         guard !splits.isEmpty else { return }
         let group = DispatchGroup()
         for (vm, batch) in splits {
             vm.recordSwitches(of: batch)
-            for run in batch.runs {
-                let lane = vm.lane(run.vcpu)
+            for v in batch.split.vcpus {
+                let lane = vm.lane(v)
                 vm.submitted.add(1, ordering: .relaxed)
-                vm.queue(queueLayout == .single ? 0 : run.vcpu).async(group: group) {
-                    batch.withRun(run) { vm.apply($0, migrations: $1, lane: lane) }
+                vm.queue(queueLayout == .single ? 0 : v).async(group: group) {
+                    batch.split.withRun(v) { vm.apply($0, migrations: $1, lane: lane) }
                     vm.completed.add(1, ordering: .relaxed)
                 }
             }
@@ -431,22 +449,24 @@ public final class WorkloadRunner: @unchecked Sendable {
             isInFlight = false
             for (vm, batch) in splits {
                 vm.publish()
-                if spareBatches.count < Self.spareLimit { spareBatches.append(batch) }
+                recycle(batch)
             }
             pump()
         }
     }
 
-    /// Fills `batch`, whose `stream` holds events of source VM index `v` (its tracker advanced),
-    /// and appends it to `splits`; nothing for a VM this runner does not
-    /// feed (the batch goes back for reuse).
-    private func split(_ batch: VCPUBatch, vm v: Int, into splits: inout [(vm: VMRuntime, batch: VCPUBatch)]) {
-        guard v >= 0, v < byIndex.count, let vm = byIndex[v] else {
-            if spareBatches.count < Self.spareLimit { spareBatches.append(batch) }
-            return
-        }
-        batch.fill(tracker: &trackers[trackerOf[v]])
+    /// Splits `events`, of source VM index `v` in stream order (its tracker advanced), into a
+    /// batch appended to `splits`; nothing for a VM this runner does not feed.
+    private func split(_ events: UnsafeBufferPointer<Event>, vm v: Int, into splits: inout [(vm: VMRuntime, batch: VCPUBatch)]) {
+        guard v >= 0, v < byIndex.count, let vm = byIndex[v] else { return }
+        let batch = spareBatches.popLast() ?? VCPUBatch()
+        batch.split.fill(events, tracker: &trackers[trackerOf[v]])
         splits.append((vm, batch))
+    }
+
+    /// Keeps `batch` for reuse, up to `spareLimit`.
+    private func recycle(_ batch: VCPUBatch) {
+        if spareBatches.count < Self.spareLimit { spareBatches.append(batch) }
     }
 
     /// The tracker index for `vm` (created on first use).
@@ -459,7 +479,7 @@ public final class WorkloadRunner: @unchecked Sendable {
 
     /// Creates the VMs the source has named since the last look.
     private func adoptNewVMs() throws(TraceError) {
-        guard let registry = source?.registry else { return }
+        guard let registry = source?.registry ?? simulator?.registry else { return }
         while byIndex.count < registry.count {
             let info = registry.infos[byIndex.count]
             if let vm = vmsByID[info.id] {

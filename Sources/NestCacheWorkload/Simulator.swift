@@ -61,28 +61,33 @@ public struct Simulator: EventSource, Sendable {
     private let maxEvents: UInt64
     private let maxRounds: UInt64
 
+    /// The per-vCPU state below, written through pointers: no uniqueness or bounds check per
+    /// write (vCPU indices are below `m` and `n` by construction); copied if shared when a batch
+    /// starts (`makeStateUnique`).
+    private var state: State
+
     // Per L1 vCPU.
     /// L2 vCPU whose control block is current (DESIGN §2), or -1.
-    private var current: [Int32]
+    private var current: UnsafeMutablePointer<Int32> { state.current }
     /// L2 vCPU running (in a run of entries), or -1.
-    private var running: [Int32]
+    private var running: UnsafeMutablePointer<Int32> { state.running }
     /// pinned: the rank among this vCPU's residents to try next.
-    private var residentCursor: [Int32]
+    private var residentCursor: UnsafeMutablePointer<Int32> { state.residentCursor }
+    /// Each step's time in the current round, made once a round (`startRound`).
+    private var roundTimes: UnsafeMutablePointer<UInt64> { state.roundTimes }
 
     // Per L2 vCPU.
     /// L1 vCPU it runs on, or -1.
-    private var runningOn: [Int32]
+    private var runningOn: UnsafeMutablePointer<Int32> { state.runningOn }
     /// VMX: the L1 vCPU where its VMCS was last loaded and not cleared since, or -1.
-    private var activeOn: [Int32]
+    private var activeOn: UnsafeMutablePointer<Int32> { state.activeOn }
     /// The L1 vCPU that last switched to it, or -1 (a switch from elsewhere is a migration).
-    private var lastSwitchedOn: [Int32]
+    private var lastSwitchedOn: UnsafeMutablePointer<Int32> { state.lastSwitchedOn }
 
     /// round-robin: the next L2 vCPU in the global order.
     private var globalCursor = 0
     private var round: UInt64 = 0
     private var nextVCPU = 0
-    private var roundBaseNs = 0.0
-    private var lastTimeNs: UInt64 = 0
     private var emitted: UInt64 = 0
     private var isGenerated = false
     /// Events of a step that did not fit in the caller's batch.
@@ -120,12 +125,8 @@ public struct Simulator: EventSource, Sendable {
         }
         isGenerated = maxEvents == 0 || maxRounds == 0
 
-        current = Array(repeating: -1, count: m)
-        running = Array(repeating: -1, count: m)
-        residentCursor = Array(repeating: 0, count: m)
-        runningOn = Array(repeating: -1, count: n)
-        activeOn = Array(repeating: -1, count: n)
-        lastSwitchedOn = Array(repeating: -1, count: n)
+        state = State(m: m, n: n)
+        startRound()
 
         let index = registry.intern(spec.vm)
         registry.update(index, spec.vmInfo)
@@ -152,6 +153,7 @@ public struct Simulator: EventSource, Sendable {
             batch.reserveCapacity(room)
             batch.append(contentsOf: repeatElement(Event(timeNs: 0, vm: 0, vcpu: 0, op: .load, gpa: .none), count: room - batch.count))
         }
+        makeStateUnique()
         var n = 0
         batch.withUnsafeMutableBufferPointer { out in
             while overflowStart < overflow.count, n < limit {
@@ -163,16 +165,9 @@ public struct Simulator: EventSource, Sendable {
                 overflow.removeAll(keepingCapacity: true)
                 overflowStart = 0
             }
-            while n < limit, !isGenerated {
-                let before = n
-                step(into: out, at: &n)
-                emitted &+= UInt64(n - before)
-                if emitted >= maxEvents {
-                    n -= Int(emitted - maxEvents)
-                    emitted = maxEvents
-                    isGenerated = true
-                }
-            }
+            var sink = BatchSink(out: out, count: n)
+            while sink.count < limit, !isGenerated { step(into: &sink) }
+            n = sink.count
         }
         if n > limit {
             // The last step made more events than there was room for: keep the rest for later.
@@ -183,34 +178,59 @@ public struct Simulator: EventSource, Sendable {
         return n > 0
     }
 
+    /// The stream of `next(into:limit:)`, split by L1 vCPU with each event's migration flag and
+    /// the switches, as it is generated (the daemon's feeder; flags and switches are those of
+    /// `VCPUSplit.fill` with a `SwitchTracker`, which the simulator's DESIGN §2 state equals).
+    /// Whole steps: a batch ends at `limit` events or up to `maxEventsPerStep - 1` past it.
+    /// Returns false, with `split` empty, at the end of the stream. Not to be mixed with
+    /// `next(into:limit:)` calls that leave events over.
+    public mutating func next(split: inout VCPUSplit, limit: Int) -> Bool {
+        precondition(overflowStart == overflow.count, "next(split:) after next(into:) left events over")
+        split.removeAll(vcpuCount: m, batch: limit)
+        makeStateUnique()
+        while split.count < limit, !isGenerated { step(into: &split) }
+        return split.count > 0
+    }
+
     /// The most events one step makes: clear of the outgoing, clear on the other vCPU, load,
     /// enter.
     static let maxEventsPerStep = 4
 
     // MARK: - One step of one L1 vCPU
 
+    /// Hands `e` to `sink` unless the stream has reached its length (`events`): the last step may
+    /// be cut. `isSwitch`: a switch (DESIGN §2), a migration if `migrates`.
+    @inline(__always)
+    private mutating func emit(_ e: Event, isSwitch: Bool = false, migrates: Bool = false, into sink: inout some EventSink & ~Copyable) {
+        guard emitted < maxEvents else { return }
+        emitted &+= 1
+        sink.take(e, isSwitch: isSwitch, migrates: migrates)
+    }
+
     /// The next L1 vCPU's step (see the type's comment), then the round's bookkeeping.
     @inline(__always)
-    private mutating func step(into batch: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
+    private mutating func step(into sink: inout some EventSink & ~Copyable) {
         let v = nextVCPU
-        var t = roundBaseNs + offsetNs[v]
-        t = t < 0x1.0p63 ? t : 0x1.0p63
-        var time = UInt64(t)
-        if time < lastTimeNs { time = lastTimeNs }  // rounding must not reorder
-        lastTimeNs = time
+        let time = roundTimes[v]
 
         var g = Int(running[v])
+        // SVM: the enter below is the switch (VMRUN of the new VMCB).
+        var isSwitch = false
+        var migrates = false
         if g < 0 {
             g = pick(on: v)
             if g >= 0 {
-                if Int(current[v]) != g { switchTo(g, on: v, time: time, into: batch, at: &n) }
+                if Int(current[v]) != g {
+                    migrates = switchTo(g, on: v, time: time, into: &sink)
+                    isSwitch = !isVMX
+                }
                 running[v] = Int32(g)
                 runningOn[g] = Int32(v)
             }
         }
         if g >= 0 {
-            batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(v), op: .enter, gpa: gpas[g])
-            n += 1
+            emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(v), op: .enter, gpa: gpas[g]),
+                 isSwitch: isSwitch, migrates: isSwitch && migrates, into: &sink)
             if rng.happens(endRun) {
                 running[v] = -1
                 runningOn[g] = -1
@@ -221,40 +241,61 @@ public struct Simulator: EventSource, Sendable {
         if nextVCPU == m {
             nextVCPU = 0
             round += 1
-            roundBaseNs = Double(round) * roundNs
+            startRound()
             if round >= maxRounds { isGenerated = true }
+        }
+        if emitted == maxEvents { isGenerated = true }
+    }
+
+    /// Works out the times of `round`'s steps in one loop, so that a step only reads its own (the
+    /// double-to-integer conversion and clamp had a third of a step's samples).
+    private mutating func startRound() {
+        let base = Double(round) * roundNs
+        // Rounding must not reorder: never before the step before (the last round's last one).
+        var last = round == 0 ? 0 : roundTimes[m - 1]
+        for v in 0..<m {
+            var t = base + offsetNs[v]
+            t = t < 0x1.0p63 ? t : 0x1.0p63
+            last = max(UInt64(t), last)
+            roundTimes[v] = last
         }
     }
 
+    /// Gives this simulator its own `state` if a copy of it shares it (once per batch).
+    private mutating func makeStateUnique() {
+        if !isKnownUniquelyReferenced(&state) { state = state.copy() }
+    }
+
     /// Makes `g` current on `v`: the events before its first entry, and the DESIGN §2 state.
+    /// Returns whether the switch is a migration.
     @inline(__always)
-    private mutating func switchTo(_ g: Int, on v: Int, time: UInt64, into batch: UnsafeMutableBufferPointer<Event>, at n: inout Int) {
+    private mutating func switchTo(_ g: Int, on v: Int, time: UInt64, into sink: inout some EventSink & ~Copyable) -> Bool {
         let vcpu = UInt16(v)
+        let last = lastSwitchedOn[g]
+        let migrates = last >= 0 && last != Int32(v)
         if isVMX {
             if vmclearOnSwitch, current[v] >= 0 {
                 let old = Int(current[v])
-                batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .clear, gpa: gpas[old])
-                n += 1
+                emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .clear, gpa: gpas[old]), into: &sink)
                 current[v] = -1
                 if activeOn[old] == Int32(v) { activeOn[old] = -1 }
             }
             let a = Int(activeOn[g])
             if vmclearOnMigrate, a >= 0, a != v {
                 // L1 KVM's loaded_vmcs_clear: VMCLEAR on the CPU where the VMCS is active.
-                batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(a), op: .clear, gpa: gpas[g])
-                n += 1
+                emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: UInt16(a), op: .clear, gpa: gpas[g]), into: &sink)
                 if current[a] == Int32(g) { current[a] = -1 }
                 activeOn[g] = -1
             }
-            batch[n] = Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .load, gpa: gpas[g])
-            n += 1
+            emit(Event(timeNs: time, vm: Self.vmIndex, vcpu: vcpu, op: .load, gpa: gpas[g]),
+                 isSwitch: true, migrates: migrates, into: &sink)
             activeOn[g] = Int32(v)
         }
         current[v] = Int32(g)
         switches &+= 1
-        let last = lastSwitchedOn[g]
-        if last >= 0, last != Int32(v) { migrations &+= 1 }
+        if migrates { migrations &+= 1 }
         lastSwitchedOn[g] = Int32(v)
+        return migrates
     }
 
     // MARK: - Schedulers
@@ -372,5 +413,77 @@ public struct Simulator: EventSource, Sendable {
                 GPA(gpaBase + ((a &* UInt64(i) &+ b) & mask) << 12)
             }
         }
+    }
+}
+
+/// Where the simulator's steps put their events: the caller's batch, or a split by vCPU.
+protocol EventSink: ~Copyable {
+    /// Takes the next event of the stream; `isSwitch`: a switch (DESIGN §2), a migration if
+    /// `migrates`.
+    mutating func take(_ e: Event, isSwitch: Bool, migrates: Bool)
+}
+
+/// `next(into:limit:)`'s batch, written in place: room for `limit` plus a step.
+struct BatchSink: EventSink {
+    let out: UnsafeMutableBufferPointer<Event>
+    var count: Int
+
+    @inline(__always)
+    mutating func take(_ e: Event, isSwitch: Bool, migrates: Bool) {
+        out[count] = e
+        count += 1
+    }
+}
+
+extension VCPUSplit: EventSink {
+    @inline(__always)
+    mutating func take(_ e: Event, isSwitch: Bool, migrates: Bool) {
+        append(e, migration: migrates)
+        if isSwitch { appendSwitch(e) }
+    }
+}
+
+extension Simulator {
+    /// The per-vCPU arrays of a simulator, in one allocation (see `Simulator.state`).
+    final class State: @unchecked Sendable {
+        let m: Int
+        let n: Int
+        private let words: UnsafeMutableRawPointer
+        let current: UnsafeMutablePointer<Int32>
+        let running: UnsafeMutablePointer<Int32>
+        let residentCursor: UnsafeMutablePointer<Int32>
+        let runningOn: UnsafeMutablePointer<Int32>
+        let activeOn: UnsafeMutablePointer<Int32>
+        let lastSwitchedOn: UnsafeMutablePointer<Int32>
+        let roundTimes: UnsafeMutablePointer<UInt64>
+
+        /// `roundTimes` first (8-byte aligned), then 3 `m` and 3 `n` Int32 arrays.
+        private var byteCount: Int { 8 * m + 4 * (3 * m + 3 * n) }
+
+        /// L1 vCPUs idle with no current control block, L2 vCPUs nowhere.
+        init(m: Int, n: Int) {
+            self.m = m
+            self.n = n
+            words = .allocate(byteCount: 8 * m + 4 * (3 * m + 3 * n), alignment: 8)
+            roundTimes = words.bindMemory(to: UInt64.self, capacity: m)
+            roundTimes.initialize(repeating: 0, count: m)
+            let int32s = (words + 8 * m).bindMemory(to: Int32.self, capacity: 3 * m + 3 * n)
+            int32s.initialize(repeating: -1, count: 3 * m + 3 * n)
+            current = int32s
+            running = int32s + m
+            residentCursor = int32s + 2 * m
+            runningOn = int32s + 3 * m
+            activeOn = int32s + 3 * m + n
+            lastSwitchedOn = int32s + 3 * m + 2 * n
+            residentCursor.update(repeating: 0, count: m)
+        }
+
+        func copy() -> State {
+            let c = State(m: m, n: n)
+            c.words.copyMemory(from: words, byteCount: byteCount)
+            return c
+        }
+
+        deinit { words.deallocate() }
     }
 }

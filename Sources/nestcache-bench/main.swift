@@ -187,6 +187,19 @@ func simulateBench() throws {
         }
         print("| \(scheduler.rawValue) | \(fmt(Double(n) / median(times) / 1e6)) |")
     }
+    // The daemon's feeder path: the same pinned stream, split by vCPU as it is generated, in
+    // batches of the daemon's size (`WorkloadRunner.maxBatch`).
+    var times: [Double] = []
+    for _ in 0..<runs {
+        var count = 0
+        times.append(seconds {
+            var simulator = Simulator(benchSimulation(events: n))
+            var split = VCPUSplit()
+            while simulator.next(split: &split, limit: 16_384) { count += split.count }
+        })
+        precondition(count == n, "simulator made \(count) events, not \(n)")
+    }
+    print("| pinned, split by vCPU (the daemon's) | \(fmt(Double(n) / median(times) / 1e6)) |")
 }
 
 /// The ftrace layouts the bench reads.
