@@ -5,9 +5,9 @@ import NestCacheCore
 /// Switches are detected over the VM's whole stream, as `SwitchSequence.apply` detects them (each
 /// vCPU's current control block is followed from the VM's first event, so the window's switches
 /// are exactly the stream's), and the most recent `capacity` of them are kept, oldest first, in a
-/// ring of chunks of `chunkSize` records, each allocated when first needed and grown by doubling
-/// up to its size: a VM that switched little costs little, one that switched more than
-/// `capacity` times costs `capacity` records (4 bytes each) for good.
+/// ring of chunks of `chunkSize` records, each allocated when first needed (the first grown by
+/// doubling up to its size, the others whole): a VM that switched little costs little, one that
+/// switched more than `capacity` times costs `capacity` records (4 bytes each) for good.
 ///
 ///     not full:  chunks [0 ..< count), oldest at 0, `head` = 0
 ///     full:      physical index p holds logical (p - head) mod capacity; the next switch
@@ -50,8 +50,8 @@ public struct SwitchWindow: Sendable {
 
     /// 1 Mi switches (4 MiB once full).
     public static let defaultCapacity = maxCapacity
-    /// Records per chunk: 64 Ki (256 KiB).
-    public static let defaultChunkSize = 1 << 16
+    /// Records per chunk: 1 Ki (4 KiB).
+    public static let defaultChunkSize = 1 << 10
 
     /// The most switches kept.
     public let capacity: Int
@@ -147,9 +147,12 @@ public struct SwitchWindow: Sendable {
             let c = count / chunkSize
             if c == chunks.count { chunks.append([]) }
             if chunks[c].count == chunks[c].capacity {
-                // Doubling from 64 records, never past the chunk's size: a VM that switched
-                // little holds little.
-                chunks[c].reserveCapacity(min(chunkSize, capacity - c * chunkSize, max(64, 2 * chunks[c].count)))
+                // The first chunk doubles from 64 records (a VM that switched little holds
+                // little), the others come whole: windows filling in a long-running daemon free
+                // no blocks on the way (as the doubling of one big chunk did, at every size:
+                // holes in malloc's arenas that the next, larger windows could not use).
+                let size = min(chunkSize, capacity - c * chunkSize)
+                chunks[c].reserveCapacity(c == 0 ? min(size, max(64, 2 * chunks[c].count)) : size)
             }
             chunks[c].append(UInt32(truncatingIfNeeded: intern(s.gpa)) << Self.vcpuBits | v)
             count += 1
