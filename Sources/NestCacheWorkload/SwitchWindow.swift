@@ -17,7 +17,8 @@ import NestCacheCore
 /// are interned (`ids`, `gpaOf`), each id counting the records that name it (`uses`) and given
 /// back (`freeIDs`) when the last of them is overwritten, so the table holds only the GPAs in
 /// the window and ids stay below `capacity` <= 2^20. A VM switches among few control blocks (one
-/// per L2 vCPU), so the table is small next to the ring it halves (8 bytes per switch before).
+/// per L2 vCPU): the table costs about 40 bytes a GPA (10 KiB for 256), the 4 bytes a switch saved
+/// against 8 come to 32 KiB on a full default window (BENCHMARKS.md, "Memory").
 ///
 /// The bounds of a window are those of a stream that starts with its oldest switch: every cache
 /// starts cold there. `M` is the declared `l1_vcpus`, else the vCPUs seen in the whole stream
@@ -42,8 +43,8 @@ public struct SwitchWindow: Sendable {
         public var vcpu: UInt16 { UInt16(truncatingIfNeeded: packed) }
     }
 
-    /// Bits of a record for the vCPU: indices are below `VCPULimit.count` (4096).
-    static let vcpuBits = 12
+    /// Bits of a record for the vCPU: indices are below `VCPULimit.count` (4096: 12 bits).
+    static let vcpuBits = VCPULimit.count.trailingZeroBitCount
     /// The largest `capacity`: every id of a GPA in the window (at most `capacity` of them) fits
     /// in the record's other 20 bits.
     public static let maxCapacity = 1 << (32 - vcpuBits)
@@ -58,9 +59,8 @@ public struct SwitchWindow: Sendable {
     let chunkSize: Int
     private var chunks: [[UInt32]] = []
     /// The interned GPAs: GPA -> id, id -> GPA, and per id the records naming it (0: a free id,
-    /// on `freeIDs`, its GPA out of `ids`).
-    /// Starts as the shared empty map (copied on first write): a window that never switched holds
-    /// no memory of its own.
+    /// on `freeIDs`, its GPA out of `ids`). `ids` starts as the shared empty map (copied on first
+    /// write): a window that never switched holds no memory of its own.
     private var ids = SwitchWindow.noIDs
     private var gpaOf: [GPA] = []
     private var uses: [UInt32] = []
