@@ -29,6 +29,8 @@ let package = Package(
         .target(name: "NestCacheControl", dependencies: ["NestCacheSystem"], swiftSettings: strict),
         // setpriority(2) of the calling thread (syscall(2) is variadic, hence C).
         .target(name: "CThreadPriority"),
+        // mallopt(M_ARENA_MAX) (not visible from Swift, hence C).
+        .target(name: "CMallocArenas"),
         // TOML 1.0 with the line of every key; no input can crash it (docs/DESIGN-NOTES.md).
         .target(name: "NestCacheTOML", swiftSettings: strict),
         // libsystemd: sd_notify, sd_listen_fds, sd_journal_sendv (non-variadic, callable from Swift).
@@ -37,7 +39,7 @@ let package = Package(
         .target(
             name: "NestCacheDaemon",
             dependencies: [
-                "NestCacheCore", "NestCacheWorkload", "NestCacheControl", "NestCacheSystem", "CSystemd", "CThreadPriority",
+                "NestCacheCore", "NestCacheWorkload", "NestCacheControl", "NestCacheSystem", "CSystemd", "CThreadPriority", "CMallocArenas",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

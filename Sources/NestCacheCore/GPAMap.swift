@@ -129,6 +129,9 @@ public struct GPAMap: Sendable {
         values[i] = value
     }
 
+    /// Bytes of its two slot arrays.
+    public var memoryBytes: Int { keys.capacity * MemoryLayout<UInt64>.stride + values.capacity * MemoryLayout<Int32>.stride }
+
     /// Every (gpa, value) pair, in slot order (not sorted).
     public var pairs: [(GPA, Int32)] {
         zip(keys, values).compactMap { $0.0 == Self.empty ? nil : (GPA($0.0), $0.1) }

@@ -239,7 +239,7 @@ struct ConfigLoader {
             d.logLevel = level
         }
         if let n = try number(t, "summary_interval_s", at: p, 0...86400) { d.summaryIntervalS = n }
-        if let n = try integer(t, "bounds_window", at: p, 0...(1 << 26)) { d.boundsWindow = n }
+        if let n = try integer(t, "bounds_window", at: p, 0...SwitchWindow.maxCapacity) { d.boundsWindow = n }
         if let s = try string(t, "textfile", at: p) {
             guard s.hasPrefix("/"), s.hasSuffix(".prom") else {
                 throw error("daemon.textfile", "'textfile' must be an absolute path ending in .prom (node_exporter reads only those), got '\(s)'")

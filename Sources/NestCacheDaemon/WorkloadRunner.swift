@@ -449,6 +449,7 @@ public final class WorkloadRunner: @unchecked Sendable {
             isInFlight = false
             for (vm, batch) in splits {
                 vm.publish()
+                if kind.speed.scale != nil { batch.split.shrinkIfOversized() }
                 recycle(batch)
             }
             pump()

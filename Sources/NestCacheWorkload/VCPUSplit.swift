@@ -38,6 +38,8 @@ public struct VCPUSplit: ~Copyable {
     public private(set) var switches: [SwitchWindow.Switch] = []
     /// Events in the batch.
     public private(set) var count = 0
+    /// Events the buffer has room for (tests).
+    var bufferCapacity: Int { events.count }
 
     public init() {}
 
@@ -69,6 +71,24 @@ public struct VCPUSplit: ~Copyable {
         used = 0
         reserve(total)
         used = total
+    }
+
+    /// When this batch used under a quarter of the event buffer: empties the split and gives the
+    /// buffer back; the next batch allocates what it needs. For a paced VM: its batches are the
+    /// few events due at a pump, but its first read (or one that fell due at once) is a whole
+    /// batch, and a buffer kept at that size was 6 KiB per simulated VM, 6 MiB for 1,000
+    /// (BENCHMARKS.md, "Memory").
+    public mutating func shrinkIfOversized() {
+        guard count * 4 < events.count else { return }
+        vcpus.removeAll(keepingCapacity: true)
+        switches.removeAll(keepingCapacity: true)
+        for v in lanes.indices { lanes[v] = Lane() }
+        count = 0
+        used = 0
+        events.deallocate()
+        flags.deallocate()
+        events = UnsafeMutableBufferPointer(start: nil, count: 0)
+        flags = UnsafeMutableBufferPointer(start: nil, count: 0)
     }
 
     /// Empties the split for a simulated batch of about `batch` events of vCPUs below

@@ -78,14 +78,32 @@ func switchWindowBoundsEqualBoundsOfTheWholeStream(seed: UInt64) throws {
     }
     window.checkInvariants()
     #expect(window.count == 10)
-    // Room for a few dozen switches, not a chunk (512 KiB), let alone the whole capacity (8 MiB).
-    #expect(window.memoryBytes < 4096)
+    // Room for a few dozen switches and their GPAs, not a chunk (4 KiB), let alone the whole
+    // capacity (4 MiB).
+    #expect(window.memoryBytes < 1024)
     for i in 0..<100_000 {
         window.record(Event(timeNs: 0, vm: 0, vcpu: 0, op: .load, gpa: GPA(UInt64(0x1000 * (i % 7 + 1)))))
     }
     window.checkInvariants()
-    // Two chunks of 64 Ki records.
-    #expect(window.memoryBytes < 3 * SwitchWindow.defaultChunkSize * MemoryLayout<SwitchWindow.Switch>.stride)
+    // The chunks of 100,010 records of 4 bytes (the last one whole), and 7 GPAs.
+    let chunks = (window.count + SwitchWindow.defaultChunkSize - 1) / SwitchWindow.defaultChunkSize
+    #expect(window.memoryBytes < chunks * SwitchWindow.defaultChunkSize * 4 + 4096)
+}
+
+@Test func switchWindowGivesBackTheIDsOfGPAsThatLeftIt() {
+    // 40 distinct GPAs through a window of 5: only the GPAs of the kept switches stay interned,
+    // and ids are reused (the invariants check uses and the table at every step).
+    var window = SwitchWindow(capacity: 5, chunkSize: 2)
+    for i in 0..<200 {
+        let g = UInt64(0x1000 * (i % 40 + 1))
+        window.record(Event(timeNs: 0, vm: 0, vcpu: UInt16(i % 3), op: .load, gpa: GPA(g)))
+        window.checkInvariants()
+    }
+    let want: [SwitchWindow.Switch] = (195..<200).map { i in
+        SwitchWindow.Switch(gpa: GPA(UInt64(0x1000 * (i % 40 + 1))), vcpu: UInt16(i % 3))
+    }
+    #expect(window.switches == want)
+    #expect(window.memoryBytes < 1024)
 }
 
 @Test func switchWindowPacksASwitchInOneWord() {

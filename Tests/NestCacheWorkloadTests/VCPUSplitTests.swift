@@ -16,6 +16,29 @@ import Testing
         split.vcpus.map { v in split.withRun(v) { (v, Array($0), Array($1)) } }
     }
 
+    /// A paced VM's split: after a whole first read, batches of a few events give the big buffer
+    /// back (`shrinkIfOversized`), and the next batches are split as before; a batch that uses
+    /// a quarter of the buffer or more keeps it.
+    @Test func oversizedBufferIsGivenBack() {
+        var split = VCPUSplit()
+        var tracker = SwitchTracker()
+        let big = (0..<256).map { Self.event(UInt16($0 % 8), .enter, 0x1000 * UInt64(1 + $0 % 5)) }
+        big.withUnsafeBufferPointer { split.fill($0, tracker: &tracker) }
+        split.shrinkIfOversized()
+        #expect(split.count == 256 && split.bufferCapacity >= 256, "a full batch keeps its buffer")
+        let small = [Self.event(3, .load, 0x9000), Self.event(5, .enter, 0x1000), Self.event(3, .enter, 0x9000)]
+        small.withUnsafeBufferPointer { split.fill($0, tracker: &tracker) }
+        split.shrinkIfOversized()
+        #expect(split.count == 0 && split.vcpus.isEmpty && split.switches.isEmpty && split.bufferCapacity == 0)
+        small.withUnsafeBufferPointer { split.fill($0, tracker: &tracker) }
+        #expect(split.bufferCapacity < 64)
+        let runs = Self.runs(split)
+        #expect(runs.map(\.vcpu) == [3, 5])
+        #expect(runs[0].events.map(\.gpa) == [GPA(0x9000), GPA(0x9000)] && runs[1].events.map(\.gpa) == [GPA(0x1000)])
+        // vCPU 3 switched to 0x9000 in the batch before: the same vCPU again, no migration.
+        #expect(runs[0].flags == [false, false] && runs[1].flags == [false])
+    }
+
     /// a0 b0 a1 c0 b1 a2 (a, b, c = vCPUs 0, 1, 2).
     ///   a0 load G1   switch                      b0 load G2   switch
     ///   a1 enter G1  G1 is a's current: none     c0 load G1   switch; G1's last switcher a: migration

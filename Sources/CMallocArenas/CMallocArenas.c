@@ -1,0 +1,1 @@
+// The function is inline in include/CMallocArenas.h; a C target needs one source file.
