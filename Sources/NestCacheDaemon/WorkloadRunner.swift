@@ -13,7 +13,8 @@ import Synchronization
 /// generates), hands each vCPU one closure that applies its own events on its queue, in parallel
 /// with the others, and pumps again when all are done; at speed max it reads and splits the
 /// next batch meanwhile. Strict ordering applies runs of consecutive same-vCPU events one after
-/// another, in trace order, so the counters equal `nestcache replay`'s. Every mutable field below is touched only on `feeder`.
+/// another, in trace order, so the counters equal `nestcache replay`'s. Every mutable field
+/// below is touched only on `feeder`.
 public final class WorkloadRunner: @unchecked Sendable {
     public let kind: WorkloadKind
     let directory: VMDirectory
