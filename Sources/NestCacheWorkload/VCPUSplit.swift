@@ -38,6 +38,10 @@ public struct VCPUSplit: ~Copyable {
     public private(set) var switches: [SwitchWindow.Switch] = []
     /// Events in the batch.
     public private(set) var count = 0
+    /// `fill`'s scratch, kept from batch to batch: the stream's migration flags and the
+    /// positions of its switches.
+    private var streamFlags = UnsafeMutableBufferPointer<Bool>(start: nil, count: 0)
+    private var switchIndices: [Int32] = []
     /// Events the buffer has room for (tests).
     var bufferCapacity: Int { events.count }
 
@@ -47,6 +51,7 @@ public struct VCPUSplit: ~Copyable {
         lanes.deallocate()
         events.deallocate()
         flags.deallocate()
+        streamFlags.deallocate()
     }
 
     /// Empties the split for events of vCPUs below `vcpuCount`, each vCPU's segment laid out
@@ -155,7 +160,8 @@ public struct VCPUSplit: ~Copyable {
 
     /// Replaces the contents with `events`, one VM's in stream order (their `vm` is ignored),
     /// advancing `tracker`, that VM's, over each: the general path, for any source.
-    /// - Complexity: O(events + highest vCPU index); one `GPAMap` update per switch.
+    /// - Complexity: O(events + highest vCPU index); one `GPAMap` update per switch. Allocates
+    ///   only when a batch needs more room than its buffers have.
     public mutating func fill(_ events: UnsafeBufferPointer<Event>, tracker: inout SwitchTracker) {
         var top = -1
         for e in events where Int(e.vcpu) > top { top = Int(e.vcpu) }
@@ -163,12 +169,18 @@ public struct VCPUSplit: ~Copyable {
         removeAll(vcpuCount: top + 1) { _ in 0 }
         for e in events { lanes[Int(e.vcpu)].count += 1 }
         removeAll(vcpuCount: top + 1) { $0 }
-        var switchIndices: [Int32] = []
-        withUnsafeTemporaryAllocation(of: Bool.self, capacity: events.count) { flags in
-            tracker.advance(over: events, migrations: flags, switches: &switchIndices)
-            for i in events.indices { append(events[i], migration: flags[i]) }
+        if streamFlags.count < events.count {
+            streamFlags.deallocate()
+            streamFlags = .allocate(capacity: events.count)
         }
+        let flags = streamFlags
+        var switchIndices = self.switchIndices
+        self.switchIndices = []
+        switchIndices.removeAll(keepingCapacity: true)
+        tracker.advance(over: events, migrations: flags, switches: &switchIndices)
+        for i in events.indices { append(events[i], migration: flags[i]) }
         for i in switchIndices { appendSwitch(events[Int(i)]) }
+        self.switchIndices = switchIndices
     }
 
     /// Calls `body` with vCPU `v`'s events of the batch, in order, as VM index 0, and their

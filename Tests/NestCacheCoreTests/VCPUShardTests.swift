@@ -74,13 +74,7 @@ import Testing
         let (a, b, c) = (GPA(0x1000), GPA(0x2000), GPA(0x3000))
         let ops: [(TraceOp, GPA)] = [(.enter, a), (.enter, b), (.enter, a), (.enter, c), (.clear, c), (.enter, c)]
         var shard = PolicySpec.perVCPULRU(k: 1).makeShard(info: VMInfo(id: "vm"), defaultPagesPerContext: 4)!
-        var changes: [Int] = []
-        for (op, g) in ops {
-            [Event(timeNs: 0, vm: 0, vcpu: 0, op: op, gpa: g)].withUnsafeBufferPointer { ev in
-                [false].withUnsafeBufferPointer { shard.apply(ev, migrations: $0) { changes.append($0) } }
-            }
-            shard.checkInvariants()
-        }
+        let changes = Self.drive(&shard, ops)
         let s = shard.snapshot
         #expect(s.counters.events == 6 && s.counters.entries == 5 && s.counters.clears == 1)
         #expect(s.counters.switches == 5 && s.counters.hits == 2 && s.counters.misses == 3)
@@ -91,6 +85,19 @@ import Testing
         shard.resetCounters()
         shard.checkInvariants()
         #expect(shard.snapshot.counters.mapPages == 8 && shard.snapshot.gauges.peakMappedPages == 8)
+    }
+
+    /// Applies `ops` to `shard` as vCPU 0's events, one at a time and none a migration, checking
+    /// its invariants after each; returns the changes of mapped contexts it reported.
+    static func drive(_ shard: inout any VCPUShard, _ ops: [(TraceOp, GPA)]) -> [Int] {
+        var changes: [Int] = []
+        for (op, g) in ops {
+            [Event(timeNs: 0, vm: 0, vcpu: 0, op: op, gpa: g)].withUnsafeBufferPointer { ev in
+                [false].withUnsafeBufferPointer { shard.apply(ev, migrations: $0) { changes.append($0) } }
+            }
+            shard.checkInvariants()
+        }
+        return changes
     }
 
     /// The sizes the lanes' memory rests on (BENCHMARKS.md, "Memory of the lanes").
@@ -108,13 +115,7 @@ import Testing
         let (a, b) = (GPA(0x1000), GPA(0x2000))
         let ops: [(TraceOp, GPA)] = [(.enter, a), (.enter, a), (.load, b), (.clear, b)]
         var shard = PolicySpec.mapPerEntry.makeShard(info: VMInfo(id: "vm", pagesPerContext: 4), defaultPagesPerContext: 5)!
-        var changes: [Int] = []
-        for (op, g) in ops {
-            [Event(timeNs: 0, vm: 0, vcpu: 0, op: op, gpa: g)].withUnsafeBufferPointer { ev in
-                [false].withUnsafeBufferPointer { shard.apply(ev, migrations: $0) { changes.append($0) } }
-            }
-            shard.checkInvariants()
-        }
+        let changes = Self.drive(&shard, ops)
         let s = shard.snapshot
         #expect(s.counters.events == 4 && s.counters.entries == 2 && s.counters.loads == 1 && s.counters.clears == 1)
         #expect(s.counters.switches == 2 && s.counters.misses == 2 && s.counters.uncached == 2 && s.counters.hits == 0)
